@@ -1,0 +1,422 @@
+# Copyright 2026 The diffusers-strdiff team. Licensed under the Apache License, Version 2.0.
+"""Mean-reverting SDE (IR-SDE) scheduler used by StrDiffusion.
+
+The forward process is an Ornstein-Uhlenbeck SDE that drifts a clean sample x_0 towards a mean ``mu`` (the degraded
+image) while adding noise:
+
+    dx = theta_t (mu - x) dt + sigma_t dw,        sigma_t^2 / theta_t = 2 lambda^2,
+
+where lambda is ``max_sigma``. Its marginal is Gaussian (paper Eq.3):
+
+    x_t = mu + (x_0 - mu) exp(-bar_theta_t) + sigma_bar_t z,   sigma_bar_t^2 = lambda^2 (1 - exp(-2 bar_theta_t)),
+
+with ``bar_theta_t = thetas_cumsum[t] * dt``. The networks predict the noise ``eps_hat``; the score is
+``-eps_hat / sigma_bar_t`` and the released sampler integrates the reverse SDE with Euler-Maruyama.
+"""
+
+import math
+from dataclasses import dataclass
+
+import torch
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.schedulers.scheduling_utils import SchedulerMixin
+from diffusers.utils import BaseOutput
+from diffusers.utils.torch_utils import randn_tensor
+
+TimestepLike = int | torch.Tensor
+
+
+@dataclass
+class MeanRevertingSDESchedulerOutput(BaseOutput):
+    """
+    Output of [`MeanRevertingSDEScheduler.step`].
+
+    Args:
+        prev_sample (`torch.Tensor` of shape `(batch_size, num_channels, height, width)`):
+            The sample at the previous time step of the schedule (x_{t-1} for the released sampler).
+        pred_original_sample (`torch.Tensor` of shape `(batch_size, num_channels, height, width)`):
+            The clean sample x_0 implied by the noise prediction, `mu + (x_t - mu - sigma_bar_t eps_hat) / e^{-bar_theta_t}`.
+    """
+
+    prev_sample: torch.Tensor
+    pred_original_sample: torch.Tensor | None = None
+
+
+class MeanRevertingSDEScheduler(SchedulerMixin, ConfigMixin):
+    """
+    The mean-reverting SDE of IR-SDE (Luo et al., 2023) as used by StrDiffusion (Liu et al., CVPR 2024).
+
+    All tables are computed in float32 exactly as the released implementation does and have `num_train_timesteps + 1`
+    entries, indexed by the integer time t = 0..T (index 0 is the clean state and is never a sampling step).
+
+    Two reverse samplers are available through `algorithm_type`:
+
+    - `"euler_maruyama"` (default, the released sampler): one Euler-Maruyama step of the reverse SDE from t to t-1,
+
+          x_{t-1} = x_t - [theta_t (mu - x_t) - (1 + eta^2)/2 sigma_t^2 score] dt + eta sigma_t sqrt(dt) z,
+
+      with `eta = 1` the reverse SDE and `eta = 0` its probability-flow ODE. It requires every integer step.
+    - `"posterior"`: an exact jump t -> s of any length through the Gaussian bridge of the process (see
+      [`~MeanRevertingSDEScheduler.posterior_mean_and_variance`]), with x_0 estimated from the noise prediction. `eta`
+      moves from the stochastic posterior (`eta = 1`) to its deterministic mean path (`eta = 0`), like DDIM.
+
+    Args:
+        num_train_timesteps (`int`, defaults to 100):
+            The number of diffusion steps T the networks were trained with.
+        max_sigma (`float`, defaults to 30/255):
+            The stationary noise level lambda in image units ([0, 1] images). Values >= 1 are read as 8-bit units and
+            divided by 255, as the released configuration files do (`max_sigma: 30`).
+        schedule (`str`, defaults to `"cosine"`):
+            The theta schedule: `"cosine"`, `"linear"` or `"constant"`.
+        eps (`float`, defaults to 0.005):
+            The mean-reversion residual at t = T: `dt` is chosen so that `exp(-thetas_cumsum[T] * dt) == eps`.
+        timestep_spacing (`str`, defaults to `"linspace"`):
+            How [`~MeanRevertingSDEScheduler.set_timesteps`] picks a sub-sequence of the training times when
+            `num_inference_steps < num_train_timesteps`: `"linspace"`, `"leading"` or `"trailing"`, as in diffusers.
+        algorithm_type (`str`, defaults to `"euler_maruyama"`):
+            `"euler_maruyama"` (the released sampler) or `"posterior"` (exact jumps, any number of steps).
+        eta (`float`, defaults to 1.0):
+            Stochasticity in [0, 1]: 1 is the SDE / stochastic posterior, 0 the ODE / deterministic mean path.
+    """
+
+    order = 1
+
+    @register_to_config
+    def __init__(
+        self,
+        num_train_timesteps: int = 100,
+        max_sigma: float = 30 / 255,
+        schedule: str = "cosine",
+        eps: float = 0.005,
+        timestep_spacing: str = "linspace",
+        algorithm_type: str = "euler_maruyama",
+        eta: float = 1.0,
+    ) -> None:
+        if num_train_timesteps < 1:
+            raise ValueError(f"`num_train_timesteps` must be >= 1, got {num_train_timesteps}.")
+        if max_sigma <= 0:
+            raise ValueError(f"`max_sigma` must be > 0, got {max_sigma}.")
+        if not 0 < eps < 1:
+            raise ValueError(f"`eps` must be in (0, 1), got {eps}.")
+        if timestep_spacing not in ("linspace", "leading", "trailing"):
+            raise ValueError(
+                f"`timestep_spacing` must be 'linspace', 'leading' or 'trailing', got {timestep_spacing!r}."
+            )
+        if algorithm_type not in ("euler_maruyama", "posterior"):
+            raise ValueError(f"`algorithm_type` must be 'euler_maruyama' or 'posterior', got {algorithm_type!r}.")
+        if not 0.0 <= eta <= 1.0:
+            raise ValueError(f"`eta` must be in [0, 1], got {eta}.")
+
+        # lambda in image units; the released yml files give it in 8-bit units.
+        self.max_sigma = max_sigma / 255 if max_sigma >= 1 else max_sigma
+        self.thetas = self._theta_schedule(schedule, num_train_timesteps)
+        self.sigmas = torch.sqrt(self.max_sigma**2 * 2 * self.thetas)
+        # bar_theta_t / dt: inclusive cumulative sum minus the first entry, so that thetas_cumsum[0] == 0.
+        self.thetas_cumsum = torch.cumsum(self.thetas, dim=0) - self.thetas[0]
+        self.dt = -1 / self.thetas_cumsum[-1] * math.log(eps)
+        self.sigma_bars = torch.sqrt(self.max_sigma**2 * (1 - torch.exp(-2 * self.thetas_cumsum * self.dt)))
+
+        self.init_noise_sigma = self.max_sigma
+        self.num_inference_steps: int | None = None
+        self.set_timesteps()
+
+    @staticmethod
+    def _theta_schedule(schedule: str, num_train_timesteps: int) -> torch.Tensor:
+        if schedule == "cosine":
+            # Cosine schedule evaluated on T + 2 intervals; theta_t = 1 - abar_t (not the DDPM beta ratio).
+            num_intervals = num_train_timesteps + 2
+            grid = torch.linspace(0, num_intervals, num_intervals + 1, dtype=torch.float32)
+            offset = 0.008
+            alphas_cumprod = torch.cos(((grid / num_intervals) + offset) / (1 + offset) * math.pi * 0.5) ** 2
+            alphas_cumprod = alphas_cumprod / alphas_cumprod[0]
+            return 1 - alphas_cumprod[1:-1]
+        if schedule == "linear":
+            scale = 1000 / (num_train_timesteps + 1)
+            return torch.linspace(scale * 1e-4, scale * 0.02, num_train_timesteps + 1, dtype=torch.float32)
+        if schedule == "constant":
+            return torch.ones(num_train_timesteps + 1, dtype=torch.float32)
+        raise ValueError(f"`schedule` must be 'cosine', 'linear' or 'constant', got {schedule!r}.")
+
+    # ------------------------------------------------------------------ timesteps
+
+    def set_timesteps(self, num_inference_steps: int | None = None, device: str | torch.device | None = None) -> None:
+        """
+        Sets the discrete time steps used by the reverse process, in decreasing order.
+
+        Args:
+            num_inference_steps (`int`, *optional*):
+                Number of reverse steps N. `None` (default) or T uses every integer step T, T-1, ..., 1. Fewer steps
+                pick a sub-sequence of 1..T following `timestep_spacing` and need `algorithm_type="posterior"`.
+            device (`str` or `torch.device`, *optional*):
+                The device the `timesteps` tensor is moved to.
+        """
+        num_train_timesteps = self.config.num_train_timesteps
+        if num_inference_steps is None:
+            num_inference_steps = num_train_timesteps
+        if not 1 <= num_inference_steps <= num_train_timesteps:
+            raise ValueError(
+                f"`num_inference_steps` must be in [1, {num_train_timesteps}] (the scheduler's `num_train_timesteps`), "
+                f"got {num_inference_steps}."
+            )
+        if num_inference_steps < num_train_timesteps and self.config.algorithm_type == "euler_maruyama":
+            raise ValueError(
+                f"`num_inference_steps={num_inference_steps}` < T={num_train_timesteps} needs exact jumps: build the "
+                "scheduler with `algorithm_type='posterior'` (the Euler-Maruyama sampler takes every step)."
+            )
+
+        spacing = self.config.timestep_spacing
+        if spacing == "linspace":
+            timesteps = torch.linspace(num_train_timesteps, 1, num_inference_steps, dtype=torch.float64).round()
+        elif spacing == "leading":
+            step_ratio = num_train_timesteps // num_inference_steps
+            timesteps = torch.arange(num_inference_steps, dtype=torch.float64).flip(0) * step_ratio + 1
+        else:  # trailing
+            step_ratio = num_train_timesteps / num_inference_steps
+            timesteps = torch.arange(num_train_timesteps, 0, -step_ratio, dtype=torch.float64).round()
+        timesteps = timesteps.to(torch.int64)
+
+        # prev_timesteps[t] is the time the step from t lands on (0 after the last step).
+        prev_timesteps = torch.zeros(num_train_timesteps + 1, dtype=torch.int64)
+        prev_timesteps[timesteps] = torch.cat([timesteps[1:], timesteps.new_zeros(1)])
+        self.prev_timesteps = prev_timesteps
+        self.num_inference_steps = num_inference_steps
+        self.timesteps = timesteps.to(device)
+
+    def previous_timestep(self, timestep: TimestepLike) -> TimestepLike:
+        """The time the step from `timestep` lands on in the current schedule (0 after the last step)."""
+        if isinstance(timestep, torch.Tensor):
+            return self.prev_timesteps[timestep.cpu().long()].to(timestep.device)
+        return int(self.prev_timesteps[int(timestep)])
+
+    # ------------------------------------------------------------------ table look-ups
+
+    def _table(self, table: torch.Tensor, timestep: TimestepLike, like: torch.Tensor) -> torch.Tensor:
+        """`table[timestep]` broadcastable against `like` of shape (B, ...): a scalar or a (B, 1, ..., 1) tensor."""
+        if isinstance(timestep, torch.Tensor):
+            index = timestep.detach().cpu().long()
+            if index.ndim > 1:
+                raise ValueError(
+                    f"`timestep` must be an int, a 0-d or a 1-d tensor, got shape {tuple(timestep.shape)}."
+                )
+            if index.ndim == 1 and index.numel() not in (1, like.shape[0]):
+                raise ValueError(
+                    f"`timestep` has {index.numel()} entries but the sample has batch size {like.shape[0]}."
+                )
+        else:
+            index = torch.tensor(int(timestep))
+        if (index < 0).any() or (index > self.config.num_train_timesteps).any():
+            raise ValueError(f"`timestep` must be in [0, {self.config.num_train_timesteps}], got {timestep}.")
+        values = table[index].to(device=like.device, dtype=like.dtype)
+        return values.reshape(-1, *([1] * (like.ndim - 1))) if values.ndim == 1 else values
+
+    def mean_reversion_factor(self, timestep: TimestepLike, like: torch.Tensor) -> torch.Tensor:
+        """`exp(-bar_theta_t)`: how much of `x_0 - mu` is left at time t (1 at t = 0, `eps` at t = T)."""
+        return torch.exp(-self._table(self.thetas_cumsum, timestep, like) * self.dt)
+
+    # ------------------------------------------------------------------ forward process
+
+    def add_noise(
+        self,
+        original_samples: torch.Tensor,
+        noise: torch.Tensor,
+        timesteps: TimestepLike,
+        mu: torch.Tensor,
+    ) -> torch.Tensor:
+        """
+        Samples the forward marginal `x_t = mu + (x_0 - mu) e^{-bar_theta_t} + sigma_bar_t z` (paper Eq.3).
+
+        Args:
+            original_samples (`torch.Tensor` of shape `(B, C, H, W)`): x_0, e.g. an image in [0, 1].
+            noise (`torch.Tensor` of shape `(B, C, H, W)`): standard Gaussian z.
+            timesteps (`int` or `torch.Tensor` of shape `()` or `(B,)`): t in 0..T.
+            mu (`torch.Tensor` of shape `(B, C, H, W)`): the mean the process reverts to (the degraded image).
+        """
+        mean = mu + (original_samples - mu) * self.mean_reversion_factor(timesteps, original_samples)
+        return mean + self._table(self.sigma_bars, timesteps, original_samples) * noise
+
+    def forward_step(
+        self, sample: torch.Tensor, timestep: TimestepLike, mu: torch.Tensor, noise: torch.Tensor
+    ) -> torch.Tensor:
+        """
+        One Euler-Maruyama step of the forward SDE with the coefficients of `timestep` (paper Eq.17's re-noising):
+        `x + theta_t (mu - x) dt + sigma_t sqrt(dt) z`.
+        """
+        theta = self._table(self.thetas, timestep, sample)
+        sigma = self._table(self.sigmas, timestep, sample)
+        return sample + theta * (mu - sample) * self.dt + sigma * math.sqrt(self.dt) * noise
+
+    def initial_sample(self, mu: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """The released sampler's start state x_T = mu + lambda z (not the exact marginal, which needs x_0)."""
+        return mu + noise * self.max_sigma
+
+    # ------------------------------------------------------------------ reverse process
+
+    def score_from_noise(self, model_output: torch.Tensor, timestep: TimestepLike) -> torch.Tensor:
+        """The score `-eps_hat / sigma_bar_t` of a noise prediction `eps_hat` (t >= 1)."""
+        return -model_output / self._table(self.sigma_bars, timestep, model_output)
+
+    def predict_original_sample(
+        self, model_output: torch.Tensor, timestep: TimestepLike, sample: torch.Tensor, mu: torch.Tensor
+    ) -> torch.Tensor:
+        """x_0 implied by a noise prediction: `mu + (x_t - mu - sigma_bar_t eps_hat) / e^{-bar_theta_t}`."""
+        sigma_bar = self._table(self.sigma_bars, timestep, sample)
+        return mu + (sample - mu - sigma_bar * model_output) / self.mean_reversion_factor(timestep, sample)
+
+    def reverse_sde_mean(
+        self, model_output: torch.Tensor, timestep: TimestepLike, sample: torch.Tensor, mu: torch.Tensor
+    ) -> torch.Tensor:
+        """
+        The noise-free Euler-Maruyama step of the reverse SDE, `x_t - [theta_t (mu - x_t) - sigma_t^2 score] dt`.
+        This is what the released trainings match against the Eq.4 optimum (differentiable).
+        """
+        return self._euler_maruyama_mean(model_output, timestep, sample, mu, score_weight=1.0)
+
+    def _euler_maruyama_mean(
+        self,
+        model_output: torch.Tensor,
+        timestep: TimestepLike,
+        sample: torch.Tensor,
+        mu: torch.Tensor,
+        score_weight: float,
+    ) -> torch.Tensor:
+        theta = self._table(self.thetas, timestep, sample)
+        sigma = self._table(self.sigmas, timestep, sample)
+        score = self.score_from_noise(model_output, timestep)
+        return sample - (theta * (mu - sample) - score_weight * sigma**2 * score) * self.dt
+
+    def optimal_reverse_state(
+        self, sample: torch.Tensor, original_sample: torch.Tensor, timestep: TimestepLike, mu: torch.Tensor
+    ) -> torch.Tensor:
+        """
+        The optimal reverse state x*_{t-1} given x_t and x_0 (paper Eq.4, Eq.10 for the structure), i.e. the mean of
+        the Gaussian bridge q(x_{t-1} | x_t, x_0). At t = 1 it equals x_0.
+
+        Args:
+            sample (`torch.Tensor` of shape `(B, C, H, W)`): x_t.
+            original_sample (`torch.Tensor` of shape `(B, C, H, W)`): x_0.
+            timestep (`int` or `torch.Tensor` of shape `()` or `(B,)`): t in 1..T.
+            mu (`torch.Tensor` of shape `(B, C, H, W)`): the SDE mean.
+        """
+        timestep_minus_one = timestep - 1
+        mean, _ = self.posterior_mean_and_variance(sample, original_sample, timestep, timestep_minus_one, mu)
+        return mean
+
+    def posterior_mean_and_variance(
+        self,
+        sample: torch.Tensor,
+        original_sample: torch.Tensor,
+        timestep: TimestepLike,
+        prev_timestep: TimestepLike,
+        mu: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """
+        Mean and variance of the Gaussian bridge q(x_s | x_t, x_0) of the mean-reverting process, for s < t.
+
+        With `A = e^{-(bar_theta_t - bar_theta_s)}`, `C = e^{-bar_theta_s}` and `B = A C = e^{-bar_theta_t}`:
+
+            mean     = mu + A (1 - C^2) / (1 - B^2) (x_t - mu) + C (1 - A^2) / (1 - B^2) (x_0 - mu)
+            variance = lambda^2 (1 - A^2) (1 - C^2) / (1 - B^2)
+
+        For s = t - 1 the mean is the paper's Eq.4 optimum; for s = 0 it is x_0 with variance 0.
+
+        Returns:
+            `(mean, variance)`: the mean has the shape of `sample`; the variance broadcasts against it.
+        """
+        decay_to_prev = self.mean_reversion_factor(prev_timestep, sample)  # C
+        decay_to_t = self.mean_reversion_factor(timestep, sample)  # B
+        decay_between = torch.exp(
+            -(
+                self._table(self.thetas_cumsum, timestep, sample)
+                - self._table(self.thetas_cumsum, prev_timestep, sample)
+            )
+            * self.dt
+        )  # A
+        denominator = 1 - decay_to_t**2
+        mean = (
+            decay_between * (1 - decay_to_prev**2) / denominator * (sample - mu)
+            + decay_to_prev * (1 - decay_between**2) / denominator * (original_sample - mu)
+            + mu
+        )
+        variance = self.max_sigma**2 * (1 - decay_between**2) * (1 - decay_to_prev**2) / denominator
+        return mean, variance
+
+    def step(
+        self,
+        model_output: torch.Tensor,
+        timestep: TimestepLike,
+        sample: torch.Tensor,
+        mu: torch.Tensor,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        variance_noise: torch.Tensor | None = None,
+        return_dict: bool = True,
+    ) -> MeanRevertingSDESchedulerOutput | tuple[torch.Tensor, torch.Tensor]:
+        """
+        One reverse step from `timestep` t to the previous time of the schedule (t - 1 for the released sampler).
+
+        Args:
+            model_output (`torch.Tensor` of shape `(B, C, H, W)`):
+                The network's noise prediction eps_hat at (x_t, t).
+            timestep (`int` or `torch.Tensor` of shape `()` or `(B,)`):
+                The current time t in 1..T, one per batch item if a 1-d tensor.
+            sample (`torch.Tensor` of shape `(B, C, H, W)`):
+                The current state x_t.
+            mu (`torch.Tensor` of shape `(B, C, H, W)`):
+                The SDE mean (the degraded image / masked edge map).
+            generator (`torch.Generator` or list of them, *optional*):
+                Source of the Gaussian draw when `variance_noise` is not given.
+            variance_noise (`torch.Tensor` of shape `(B, C, H, W)`, *optional*):
+                The standard Gaussian draw z to add, instead of drawing one (diffusers' sign convention:
+                `prev_sample = mean + std * variance_noise`; the released code writes `mean - std * randn`).
+            return_dict (`bool`, defaults to `True`):
+                Whether to return a [`MeanRevertingSDESchedulerOutput`] or a tuple.
+
+        Returns:
+            [`MeanRevertingSDESchedulerOutput`] or `(prev_sample, pred_original_sample)`.
+        """
+        if model_output.shape != sample.shape or mu.shape != sample.shape:
+            raise ValueError(
+                f"`model_output` {tuple(model_output.shape)}, `sample` {tuple(sample.shape)} and `mu` "
+                f"{tuple(mu.shape)} must have the same shape."
+            )
+        eta = self.config.eta
+        pred_original_sample = self.predict_original_sample(model_output, timestep, sample, mu)
+
+        if self.config.algorithm_type == "euler_maruyama":
+            # Reverse SDE family with the marginals of the forward process: eta = 1 SDE, eta = 0 probability-flow ODE.
+            mean = self._euler_maruyama_mean(model_output, timestep, sample, mu, score_weight=(1 + eta**2) / 2)
+            std = eta * self._table(self.sigmas, timestep, sample) * math.sqrt(self.dt)
+        else:
+            prev_timestep = self.previous_timestep(timestep)
+            posterior_mean, posterior_variance = self.posterior_mean_and_variance(
+                sample, pred_original_sample, timestep, prev_timestep, mu
+            )
+            # DDIM-style interpolation that keeps the marginal of x_s:
+            # x_s = mu + C (x0_hat - mu) + sqrt(sigma_bar_s^2 - std^2) eps_hat + std z, std^2 = eta^2 * posterior var.
+            # At eta = 1 this is exactly the posterior mean (see `posterior_mean_and_variance`).
+            std = eta * posterior_variance.sqrt()
+            if eta == 1.0:
+                mean = posterior_mean
+            else:
+                sigma_bar_prev = self._table(self.sigma_bars, prev_timestep, sample)
+                direction = (sigma_bar_prev**2 - std**2).clamp(min=0).sqrt() * model_output
+                mean = mu + self.mean_reversion_factor(prev_timestep, sample) * (pred_original_sample - mu) + direction
+
+        if eta == 0.0:
+            prev_sample = mean
+        else:
+            if variance_noise is None:
+                variance_noise = randn_tensor(
+                    sample.shape, generator=generator, device=sample.device, dtype=sample.dtype
+                )
+            elif variance_noise.shape != sample.shape:
+                raise ValueError(
+                    f"`variance_noise` must have the sample's shape {tuple(sample.shape)}, got {tuple(variance_noise.shape)}."
+                )
+            prev_sample = mean + std * variance_noise
+
+        if not return_dict:
+            return prev_sample, pred_original_sample
+        return MeanRevertingSDESchedulerOutput(prev_sample=prev_sample, pred_original_sample=pred_original_sample)
+
+    def __len__(self) -> int:
+        return self.config.num_train_timesteps

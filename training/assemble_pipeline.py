@@ -1,0 +1,109 @@
+# Copyright 2026 The diffusers-strdiff team. Licensed under the Apache License, Version 2.0.
+"""Assembles the three trained StrDiffusion networks into a `StrDiffusionInpaintPipeline` folder.
+
+Each of `--structure`, `--texture` and `--discriminator` is a training output folder (holding `structure_unet/`,
+`texture_unet/` or `discriminator/`) or that component folder itself. The scheduler comes from `--scheduler`, else from
+the `scheduler/` folder saved next to the texture (or structure) network; all the schedulers found must agree on T.
+
+    python training/assemble_pipeline.py --structure OUT_S --texture OUT_T --discriminator OUT_D --output_dir PIPELINE
+"""
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+
+from diffusers_strdiff.models import StrDiffusionDiscriminator, StrDiffusionUNet2DModel
+from diffusers_strdiff.pipelines.pipeline_strdiffusion_inpaint import StrDiffusionInpaintPipeline
+from diffusers_strdiff.schedulers import MeanRevertingSDEScheduler
+from diffusers_strdiff.training_utils import (
+    ArgumentPathError,
+    ArgumentValueError,
+    find_scheduler_folder,
+    load_component,
+    run_script,
+    write_model_card,
+)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "--structure", type=str, required=True, help="Output of train_structure.py (or its subfolder)."
+    )
+    parser.add_argument("--texture", type=str, required=True, help="Output of train_texture.py (or its subfolder).")
+    parser.add_argument(
+        "--discriminator", type=str, default=None, help="Output of train_discriminator.py (or its subfolder)."
+    )
+    parser.add_argument(
+        "--scheduler", type=str, default=None, help="A scheduler folder (default: the one saved with --texture)."
+    )
+    parser.add_argument("--output_dir", type=str, required=True, help="Where the pipeline is saved.")
+    args = parser.parse_args(argv)
+    for name in ("structure", "texture", "discriminator", "scheduler"):
+        path = getattr(args, name)
+        if path is not None and not Path(path).is_dir():
+            raise ArgumentPathError(f"--{name} {path!r} does not exist or is not a directory.")
+    return args
+
+
+def load_scheduler(args: argparse.Namespace) -> MeanRevertingSDEScheduler:
+    """The pipeline's scheduler; raises when none is found or when the components were trained with different T."""
+    folders = {
+        name: find_scheduler_folder(getattr(args, name))
+        for name in ("structure", "texture", "discriminator")
+        if getattr(args, name) is not None
+    }
+    if args.scheduler is not None:
+        folders = {"scheduler": find_scheduler_folder(args.scheduler), **folders}
+        if folders["scheduler"] is None:
+            raise ArgumentValueError(f"--scheduler {args.scheduler!r} holds no MeanRevertingSDEScheduler config.")
+    found = {name: MeanRevertingSDEScheduler.from_pretrained(folder) for name, folder in folders.items() if folder}
+    if not found:
+        raise ArgumentValueError(
+            "No scheduler found next to the components (`scheduler/` of a training output folder): pass --scheduler."
+        )
+    timesteps = {name: scheduler.config.num_train_timesteps for name, scheduler in found.items()}
+    if len(set(timesteps.values())) > 1:
+        raise ArgumentValueError(f"The components were trained with different T: {timesteps}.")
+    return found.get("scheduler") or found.get("texture") or next(iter(found.values()))
+
+
+def main(argv: Sequence[str] | None = None) -> Path:
+    args = parse_args(argv)
+    pipeline = StrDiffusionInpaintPipeline(
+        structure_unet=load_component(StrDiffusionUNet2DModel, args.structure, "structure_unet"),
+        texture_unet=load_component(StrDiffusionUNet2DModel, args.texture, "texture_unet"),
+        scheduler=load_scheduler(args),
+        discriminator=(
+            load_component(StrDiffusionDiscriminator, args.discriminator, "discriminator")
+            if args.discriminator is not None
+            else None
+        ),
+    )
+    output_dir = Path(args.output_dir)
+    pipeline.save_pretrained(output_dir)
+    sources = "\n".join(
+        f"- `{name}`: `{getattr(args, name)}`"
+        for name in ("structure", "texture", "discriminator", "scheduler")
+        if getattr(args, name) is not None
+    )
+    write_model_card(
+        output_dir,
+        title="StrDiffusion inpainting pipeline",
+        description=(
+            "Structure-guided diffusion inpainting (StrDiffusion, Liu et al., CVPR 2024) assembled from separately "
+            f"trained networks:\n\n{sources}\n\nT = {pipeline.scheduler.config.num_train_timesteps}."
+        ),
+        usage=(
+            "import torch\nfrom diffusers_strdiff import StrDiffusionInpaintPipeline\n\n"
+            f'pipe = StrDiffusionInpaintPipeline.from_pretrained("{output_dir}")\n'
+            "# image: (B, 3, H, W) in [0, 1]; mask_image: (B, 1, H, W), 1 = hole\n"
+            'result = pipe(image=image, mask_image=mask, generator=torch.manual_seed(0), output_type="pt").images'
+        ),
+    )
+    print(f"Saved the pipeline to {output_dir}")
+    return output_dir
+
+
+if __name__ == "__main__":
+    run_script(main)

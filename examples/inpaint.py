@@ -1,50 +1,72 @@
-"""Inpaint one image with StrDiffusion.
+"""Inpaint a photo with StrDiffusion, using the library API (the `strdiff inpaint` command does the same).
 
-    python examples/inpaint.py --image photo.png --mask mask.png --output filled.png
+    python examples/inpaint.py                                    # a bundled held-out example
+    python examples/inpaint.py --image photo.png --mask mask.png  # your own photo; mask white = fill
 
-`--mask` is white where the image should be filled. Without `--checkpoint`, the default checkpoint bundled with the
-package is used (no download).
+Without `--checkpoint` the default checkpoint installed with the package is used (no download). Writes the
+inpainted image, the structure map the model predicted for the hole, and a side-by-side strip
+(masked input | predicted structure | result) to `--output_dir`.
 """
 
 import argparse
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image
 
-from diffusers_strdiff import DEFAULT_CHECKPOINT, DiscriminatorGatedResampling, StrDiffusionInpaintPipeline
+from diffusers_strdiff import (
+    BUNDLED_EXAMPLES,
+    DEFAULT_CHECKPOINT,
+    DiscriminatorGatedResampling,
+    StrDiffusionInpaintPipeline,
+)
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--image", type=Path, required=True, help="RGB image to inpaint.")
-    parser.add_argument("--mask", type=Path, required=True, help="Mask image: white = fill, black = keep.")
-    parser.add_argument("--output", type=Path, required=True, help="Where to write the inpainted PNG.")
-    parser.add_argument("--structure_output", type=Path, help="Optional: where to write the predicted structure.")
+    parser.add_argument("--image", type=Path, default=BUNDLED_EXAMPLES / "sunset.png", help="RGB image to inpaint.")
+    parser.add_argument("--mask", type=Path, help="Mask: white = fill (default: the bundled example's mask).")
+    parser.add_argument("--output_dir", type=Path, default=Path("outputs"), help="Where the PNGs are written.")
     parser.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT), help="Pipeline folder or Hub id.")
     parser.add_argument("--steps", type=int, default=None, help="Reverse steps (default: every step of T).")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no_resampling", action="store_true", help="Skip the discriminator-gated resampling.")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    return parser.parse_args()
+    args = parser.parse_args()
+    if args.mask is None:
+        args.mask = args.image.with_name(f"{args.image.stem}_mask.png")
+    for name in ("image", "mask"):
+        if not getattr(args, name).is_file():
+            parser.error(f"--{name} {getattr(args, name)} does not exist")
+    return args
 
 
 def main() -> None:
     args = parse_args()
     pipeline = StrDiffusionInpaintPipeline.from_pretrained(args.checkpoint).to(args.device)
-    resampling = None if args.no_resampling else DiscriminatorGatedResampling()
+    image, mask = Image.open(args.image).convert("RGB"), Image.open(args.mask).convert("L")
     output = pipeline(
-        image=Image.open(args.image),
-        mask_image=Image.open(args.mask),
+        image=image,
+        mask_image=mask,
         num_inference_steps=args.steps,
         generator=torch.Generator(args.device).manual_seed(args.seed),
-        callback_on_step_end=resampling,
+        callback_on_step_end=None if args.no_resampling else DiscriminatorGatedResampling(),
     )
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    output.images[0].save(args.output)
-    if args.structure_output is not None:
-        output.structures[0].save(args.structure_output)
-    print(f"wrote {args.output} ({output.nfe['total']} network evaluations)")
+    result, structure = output.images[0], output.structures[0]
+
+    args.output_dir.mkdir(parents=True, exist_ok=True)
+    stem = args.image.stem
+    result.save(args.output_dir / f"{stem}_inpainted.png")
+    structure.save(args.output_dir / f"{stem}_structure.png")
+    hole = np.asarray(mask)[..., None] >= 128
+    masked_input = np.where(hole, 255, np.asarray(image))
+    strip = np.concatenate([masked_input, np.asarray(structure.convert("RGB")), np.asarray(result)], axis=1)
+    Image.fromarray(strip.astype(np.uint8)).save(args.output_dir / f"{stem}_strip.png")
+    print(
+        f"wrote {args.output_dir / f'{stem}_inpainted.png'} and {stem}_structure.png, {stem}_strip.png "
+        f"({output.nfe['total']} network evaluations: {output.nfe})"
+    )
 
 
 if __name__ == "__main__":

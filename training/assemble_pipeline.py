@@ -28,7 +28,11 @@ from diffusers_strdiff.training_utils import (
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
-        "--structure", type=str, required=True, help="Output of train_structure.py (or its subfolder)."
+        "--structure",
+        type=str,
+        default=None,
+        help="Output of train_structure.py (or its subfolder). Omit it for a texture net trained with "
+        "`--no_structure_guidance` (the no-structure ablation pipeline).",
     )
     parser.add_argument("--texture", type=str, required=True, help="Output of train_texture.py (or its subfolder).")
     parser.add_argument(
@@ -68,10 +72,14 @@ def load_scheduler(args: argparse.Namespace) -> MeanRevertingSDEScheduler:
     return found.get("scheduler") or found.get("texture") or next(iter(found.values()))
 
 
-def main(argv: Sequence[str] | None = None) -> Path:
-    args = parse_args(argv)
-    pipeline = StrDiffusionInpaintPipeline(
-        structure_unet=load_component(StrDiffusionUNet2DModel, args.structure, "structure_unet"),
+def build_pipeline(args: argparse.Namespace) -> StrDiffusionInpaintPipeline:
+    """The pipeline of the trained components named by the arguments."""
+    return StrDiffusionInpaintPipeline(
+        structure_unet=(
+            load_component(StrDiffusionUNet2DModel, args.structure, "structure_unet")
+            if args.structure is not None
+            else None
+        ),
         texture_unet=load_component(StrDiffusionUNet2DModel, args.texture, "texture_unet"),
         scheduler=load_scheduler(args),
         discriminator=(
@@ -80,6 +88,14 @@ def main(argv: Sequence[str] | None = None) -> Path:
             else None
         ),
     )
+
+
+def main(argv: Sequence[str] | None = None) -> Path:
+    args = parse_args(argv)
+    try:
+        pipeline = build_pipeline(args)
+    except ValueError as error:  # e.g. a guided texture net without --structure
+        raise ArgumentValueError(str(error)) from error
     output_dir = Path(args.output_dir)
     pipeline.save_pretrained(output_dir)
     sources = "\n".join(

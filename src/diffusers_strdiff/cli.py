@@ -13,13 +13,6 @@ class CommandError(Exception):
     """A user error reported as one line on stderr with exit code 2."""
 
 
-def _existing_file(value: str) -> Path:
-    path = Path(value)
-    if not path.is_file():
-        raise argparse.ArgumentTypeError(f"no such file: {value}")
-    return path
-
-
 def load_pipeline(checkpoint: str | None, sampler: str = "released", device: str = "cpu"):
     """Loads a pipeline folder (default: the bundled checkpoint) and selects the sampler of its scheduler."""
     from . import DEFAULT_CHECKPOINT, MeanRevertingSDEScheduler, StrDiffusionInpaintPipeline
@@ -38,6 +31,8 @@ def load_pipeline(checkpoint: str | None, sampler: str = "released", device: str
 def _open_image(path: Path, name: str):
     from PIL import Image, UnidentifiedImageError
 
+    if not path.is_file():
+        raise CommandError(f"{name} not found: {path}")
     try:
         image = Image.open(path)
         image.load()
@@ -115,7 +110,9 @@ def _app(args: argparse.Namespace) -> None:
         from .app import launch
     except ImportError as error:
         raise CommandError(f"the app needs the [app] extra (pip install 'diffusers-strdiff[app]'): {error}") from error
-    launch(server_name=args.host, server_port=args.port, share=False)
+    launch(
+        server_name=args.host, server_port=args.port, share=False, checkpoint=args.checkpoint, max_side=args.max_side
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -123,8 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     inpaint = commands.add_parser("inpaint", help="Inpaint an image (white mask pixels are filled).")
-    inpaint.add_argument("image", type=_existing_file, help="RGB image.")
-    inpaint.add_argument("mask", type=_existing_file, help="Mask image, white = fill.")
+    inpaint.add_argument("image", type=Path, help="RGB image.")
+    inpaint.add_argument("mask", type=Path, help="Mask image, white = fill.")
     inpaint.add_argument("output", type=Path, help="Output PNG path.")
     inpaint.add_argument("--structure_output", type=Path, help="Also write the predicted structure map here.")
     inpaint.add_argument("--checkpoint", help="Pipeline folder or Hub id (default: the bundled checkpoint).")
@@ -153,6 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
     app = commands.add_parser("app", help="Launch the Gradio app.")
     app.add_argument("--host", default="127.0.0.1")
     app.add_argument("--port", type=int, default=7860)
+    app.add_argument("--checkpoint", help="Pipeline folder or Hub id (default: the bundled checkpoint).")
+    app.add_argument("--max_side", type=int, default=512, help="Uploads with a longer side are downscaled.")
     app.set_defaults(handler=_app)
     return parser
 

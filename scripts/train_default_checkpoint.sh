@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Trains the bundled default checkpoint (and the no-structure ablation used by the evaluation harness) on the
-# offline photo set, the four networks side by side on a 2-core CPU (one thread each). Safe to rerun: each run
-# resumes from its last checkpoint. Usage: scripts/train_default_checkpoint.sh [MAX_TRAIN_STEPS] [RUN_DIR]
+# offline photo set, the four networks side by side on a 2-core CPU (one thread each), then assembles the pipeline
+# folders `$RUNS/pipeline` (copied to src/diffusers_strdiff/checkpoints/) and `$RUNS/pipeline_no_structure`.
+# Safe to rerun: each run resumes from its last checkpoint (a run already at MAX_TRAIN_STEPS only saves its models).
+# Usage: scripts/train_default_checkpoint.sh [MAX_TRAIN_STEPS] [RUN_DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 STEPS="${1:-3000}"
@@ -24,3 +26,8 @@ launch training/train_texture.py "${COMMON[@]}" "${UNET[@]}" --no_structure_guid
 launch training/train_discriminator.py "${COMMON[@]}" --base_channels 16 --time_embedding_dim 64 \
   --output_dir "$RUNS/discriminator" > "$RUNS/discriminator.log" 2>&1 &
 wait
+
+# The bundled checkpoint (EMA weights of the three networks) and the no-structure ablation pipeline.
+python training/assemble_pipeline.py --structure "$RUNS/structure" --texture "$RUNS/texture" \
+  --discriminator "$RUNS/discriminator" --output_dir "$RUNS/pipeline"
+python training/assemble_pipeline.py --texture "$RUNS/texture_unguided" --output_dir "$RUNS/pipeline_no_structure"

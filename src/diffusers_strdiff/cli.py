@@ -99,12 +99,6 @@ def _convert(args: argparse.Namespace) -> None:
     print(f"wrote StrDiffusionInpaintPipeline to {args.output_dir}")
 
 
-def _evaluate(args: argparse.Namespace) -> None:
-    from . import evaluation
-
-    evaluation.main(args.evaluate_args)
-
-
 def _app(args: argparse.Namespace) -> None:
     try:
         from .app import launch
@@ -141,11 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--output_dir", type=Path, required=True)
     convert.set_defaults(handler=_convert)
 
-    evaluate = commands.add_parser(
+    commands.add_parser(
         "evaluate", help="Run the evaluation harness (arguments after `evaluate` go to it; see `strdiff evaluate -h`)."
     )
-    evaluate.add_argument("evaluate_args", nargs=argparse.REMAINDER)
-    evaluate.set_defaults(handler=_evaluate)
 
     app = commands.add_parser("app", help="Launch the Gradio app.")
     app.add_argument("--host", default="127.0.0.1")
@@ -157,6 +149,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["evaluate"]:
+        # The harness has its own parser; argparse's REMAINDER would not pass `--options` through a subparser.
+        from . import evaluation
+
+        return evaluation.main(argv[1:], prog="strdiff evaluate")
     args = build_parser().parse_args(argv)
     try:
         args.handler(args)

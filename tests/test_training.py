@@ -210,6 +210,32 @@ def test_assemble_pipeline(trained: dict[str, object], tmp_path: Path) -> None:
     assert torch.equal(output * (1 - mask), image * (1 - mask))
 
 
+def test_no_structure_ablation_trains_and_assembles_without_structure_net(
+    data: dict[str, Path], tmp_path: Path
+) -> None:
+    from diffusers_strdiff.pipelines.pipeline_strdiffusion_inpaint import StrDiffusionInpaintPipeline
+
+    argv = tiny_args(data, tmp_path / "unguided", "train_texture", "--max_train_steps", "2", "--no_structure_guidance")
+    result = load_script("train_texture").main(argv)
+    pipeline_dir = tmp_path / "pipeline"
+    load_script("assemble_pipeline").main(["--texture", str(result.output_dir), "--output_dir", str(pipeline_dir)])
+    pipeline = StrDiffusionInpaintPipeline.from_pretrained(pipeline_dir)
+    assert pipeline.structure_unet is None and pipeline.texture_unet.config.guidance_channels == 0
+    mask = torch.zeros(1, 1, 32, 32)
+    mask[..., 4:20, 10:30] = 1
+    output = pipeline(
+        image=torch.rand(1, 3, 32, 32), mask_image=mask, generator=torch.manual_seed(0), output_type="pt"
+    )
+    assert output.structures is None and output.nfe["structure"] == 0 and output.nfe["texture"] == 20
+    guided = load_script("train_texture").main(
+        tiny_args(data, tmp_path / "guided", "train_texture", "--max_train_steps", "1")
+    )
+    with pytest.raises(load_script("assemble_pipeline").ArgumentValueError, match="structure_unet"):
+        load_script("assemble_pipeline").main(
+            ["--texture", str(guided.output_dir), "--output_dir", str(tmp_path / "bad")]
+        )
+
+
 def test_assemble_pipeline_rejects_mismatched_timesteps(trained: dict[str, object], tmp_path: Path) -> None:
     from diffusers_strdiff.schedulers import MeanRevertingSDEScheduler
 

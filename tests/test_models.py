@@ -110,14 +110,17 @@ def test_save_pretrained_round_trip(released_models, name, tmp_path):
     for low_cpu_mem_usage in (True, False):
         reloaded = type(model).from_pretrained(tmp_path, low_cpu_mem_usage=low_cpu_mem_usage)
         assert public_config(reloaded) == public_config(model)
+        reloaded_state = reloaded.state_dict()
+        assert all(torch.equal(reloaded_state[key], value) for key, value in model.state_dict().items())
+        # identical weights; outputs may differ in the last float bits (oneDNN picks kernels per memory layout)
         if name == "discriminator":
             io = load_fixture("discriminator_io")
             args = (io["sample"], io["timesteps"], io["structure"])
-            assert torch.equal(reloaded(*args), model(*args))
+            torch.testing.assert_close(reloaded(*args), model(*args), rtol=1e-6, atol=1e-6)
         else:
             io = load_fixture(f"{name}_io")
             inputs = dict(timestep=io["timesteps"], **unet_inputs(io))
-            assert torch.equal(reloaded(**inputs).sample, model(**inputs).sample)
+            torch.testing.assert_close(reloaded(**inputs).sample, model(**inputs).sample, rtol=1e-6, atol=1e-6)
 
 
 def guided_unet_arguments() -> dict[str, torch.Tensor]:

@@ -112,15 +112,15 @@ def test_save_pretrained_round_trip(released_models, name, tmp_path):
         assert public_config(reloaded) == public_config(model)
         reloaded_state = reloaded.state_dict()
         assert all(torch.equal(reloaded_state[key], value) for key, value in model.state_dict().items())
-        # identical weights; outputs may differ in the last float bits (oneDNN picks kernels per memory layout)
+        # identical weights; outputs agree to the fixtures tolerance (oneDNN may pick other kernels)
         if name == "discriminator":
             io = load_fixture("discriminator_io")
             args = (io["sample"], io["timesteps"], io["structure"])
-            torch.testing.assert_close(reloaded(*args), model(*args), rtol=1e-6, atol=1e-6)
+            torch.testing.assert_close(reloaded(*args), model(*args), rtol=1e-4, atol=1e-5)
         else:
             io = load_fixture(f"{name}_io")
             inputs = dict(timestep=io["timesteps"], **unet_inputs(io))
-            torch.testing.assert_close(reloaded(**inputs).sample, model(**inputs).sample, rtol=1e-6, atol=1e-6)
+            torch.testing.assert_close(reloaded(**inputs).sample, model(**inputs).sample, rtol=1e-4, atol=1e-5)
 
 
 def guided_unet_arguments() -> dict[str, torch.Tensor]:

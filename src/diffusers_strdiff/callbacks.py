@@ -161,7 +161,13 @@ class DiscriminatorGatedResampling(PipelineCallback):
                 )
             for step in reversed(range(renoise_steps)):
                 structure = pipeline.structure_step(
-                    structure, up_times[step + 1], structure_mu, structure_anchor, known_mask, generator
+                    structure,
+                    up_times[step + 1],
+                    structure_mu,
+                    structure_anchor,
+                    known_mask,
+                    generator,
+                    anchor_timestep=up_times[0],
                 ).prev_sample
             proposal = pipeline.texture_step(prev_latents, timestep, texture_mu, structure, generator).prev_sample
             score = pipeline.discriminator_score(proposal * known_mask, timestep, structure)

@@ -220,12 +220,27 @@ class StrDiffusionInpaintPipeline(DiffusionPipeline):
         structure_anchor: torch.Tensor,
         known_mask: torch.Tensor,
         generator: torch.Generator | list[torch.Generator] | None,
+        anchor_timestep: int | None = None,
     ) -> MeanRevertingSDESchedulerOutput:
         """
         One structure denoising step: re-anchor the known region, evaluate the structure network, take one reverse
         step of the scheduler. Shapes `(B, 1, H, W)`; `known_mask` is 1 on known pixels. Returns the scheduler output
         (`prev_sample`, and the network's x_0 estimate `pred_original_sample`).
+
+        `structure_anchor` is a sample of the known structure at `anchor_timestep` (default: the time this step lands
+        on, as [`structure_anchor`] draws it). With the full schedule it is pasted as is, one step below the state's
+        time, as the released sampler does. With a sub-sampled schedule (fewer steps than T) that gap is a whole jump,
+        so the anchor is first moved up to `timestep` along the exact forward transition (one extra Gaussian draw):
+        the network then sees its known region at the noise level of `timestep`.
         """
+        scheduler = self.scheduler
+        if scheduler.num_inference_steps < scheduler.config.num_train_timesteps:
+            if anchor_timestep is None:
+                anchor_timestep = scheduler.previous_timestep(timestep)
+            noise = self.randn(tuple(structure_anchor.shape), generator, structure_anchor)
+            structure_anchor = scheduler.forward_step(
+                structure_anchor, anchor_timestep, structure_mu, noise, next_timestep=timestep
+            )
         sample = structure_anchor * known_mask + sample * (1 - known_mask)
         noise_prediction = self.structure_unet(sample, timestep, structure_mu).sample
         self._nfe["structure"] += 1
@@ -429,8 +444,9 @@ class StrDiffusionInpaintPipeline(DiffusionPipeline):
                 `noise_sampler(shape, generator, device, dtype) -> Tensor` replaces every Gaussian draw. Draws happen
                 in the released order: the texture start noise, the structure start noise, then per early step the
                 structure anchor, the structure step, the texture step (and the callback's re-noising / structure
-                / texture steps), and per late step the texture step. Reverse steps consume a draw z as
-                `x - drift - std * z`, forward steps as `x + drift + std * z`.
+                / texture steps), and per late step the texture step. With fewer steps than T each structure step
+                first draws the noise that moves the anchor up to its time (see `structure_step`). Reverse steps
+                consume a draw z as `x - drift - std * z`, forward steps as `x + drift + std * z`.
             callback_on_step_end (`Callable`, `PipelineCallback` or `MultiPipelineCallbacks`, *optional*):
                 Called after each step as `callback(pipeline, step_index, timestep, callback_kwargs)`; may replace
                 `latents` (the new texture state) and `structure_latents` (the new structure state) in what it

@@ -12,6 +12,41 @@ where lambda is ``max_sigma``. Its marginal is Gaussian (paper Eq.3):
 
 with ``bar_theta_t = thetas_cumsum[t] * dt``. The networks predict the noise ``eps_hat``; the score is
 ``-eps_hat / sigma_bar_t`` and the released sampler integrates the reverse SDE with Euler-Maruyama.
+
+Exact jumps (``algorithm_type="posterior"``). For integer times s < t write ``y = x - mu``,
+``A = e^{-(bar_theta_t - bar_theta_s)}``, ``C = e^{-bar_theta_s}`` and ``B = A C = e^{-bar_theta_t}``. The process is
+Gaussian, ``y_s | y_0 ~ N(C y_0, lambda^2 (1 - C^2))`` and ``y_t | y_s ~ N(A y_s, lambda^2 (1 - A^2))``; Bayes' rule
+(the precisions add up to ``(1 - B^2) / (lambda^2 (1 - A^2)(1 - C^2))``) gives the bridge
+
+    q(x_s | x_t, x_0) = N( mu + A (1 - C^2)/(1 - B^2) (x_t - mu) + C (1 - A^2)/(1 - B^2) (x_0 - mu),
+                           lambda^2 (1 - A^2)(1 - C^2)/(1 - B^2) ).
+
+For s = t - 1, ``A = e^{-theta_t dt}`` and the mean is the paper's Eq.4 optimum; for s = 0 (C = 1, A = B) it is x_0
+with variance 0. The sampler plugs in ``x0_hat = mu + (x_t - mu - sigma_bar_t eps_hat) / B`` and, like DDIM, keeps the
+marginal variance for any ``eta`` in [0, 1] by re-using the implied noise ``eps_hat``:
+
+    x_s = mu + C (x0_hat - mu) + sqrt(sigma_bar_s^2 - std^2) eps_hat + std z,   std^2 = eta^2 * posterior variance.
+
+Since ``eps_hat = (y_t - B (x0_hat - mu)) / sigma_bar_t`` this is ``x_s = mu + c (x_t - mu) + (C - B c)(x0_hat - mu)
++ std z`` with ``c = sqrt((1 - C^2) [(1 - eta^2)(1 - B^2) + eta^2 A^2 (1 - C^2)]) / (1 - B^2)``. With exact x0_hat
+and eps_hat, x_s has the forward marginal ``N(mu + C (x_0 - mu), sigma_bar_s^2)`` for every eta. eta = 1 gives
+``c = A (1 - C^2)/(1 - B^2)`` and ``C - B c = C (1 - A^2)/(1 - B^2)``: exactly the bridge above (Eq.4 for s = t - 1);
+eta = 0 gives the deterministic path ``c = sigma_bar_s / sigma_bar_t``.
+
+Second order (``algorithm_type="posterior_2m"``). ``(x - mu) / lambda`` is a variance-preserving diffusion with
+``alpha_t = B_t = e^{-bar_theta_t}`` and ``sigma_t = sqrt(1 - alpha_t^2) = sigma_bar_t / lambda``; let
+``l_t = log(alpha_t / sigma_t)`` be its log-SNR and ``h = l_s - l_t > 0``. The jump above is then the exponential
+integrator in data prediction: at eta = 0, ``c = sigma_s / sigma_t`` and ``C - B c = alpha_s (1 - e^{-h})``
+(DPM-Solver++(1) = DDIM, the exact solution of the probability-flow ODE for a constant x_0 prediction); at eta = 1,
+``c = (sigma_s / sigma_t) e^{-h}`` and ``C - B c = alpha_s (1 - e^{-2h})`` (SDE-DPM-Solver++(1)). The multistep
+variant keeps the previous prediction x0_hat' (made at the time u > t of the schedule) and replaces x0_hat by its
+linear extrapolation in the log-SNR,
+
+    D = x0_hat + (x0_hat - x0_hat') / (2 r),   r = (l_t - l_u) / (l_s - l_t),
+
+which gives DPM-Solver++(2M) at eta = 0 and SDE-DPM-Solver++(2M) (midpoint form) at eta = 1 for the mean-reverting
+process (cf. the data-prediction solvers of MR Sampler, Li et al., ICLR 2025). The first step and the last one
+(s = 0, where h is infinite) are first order, and an exact x_0 prediction stays exact.
 """
 
 import math
@@ -24,6 +59,7 @@ from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
 TimestepLike = int | torch.Tensor
+ALGORITHM_TYPES = ("euler_maruyama", "posterior", "posterior_2m")
 
 
 @dataclass
@@ -35,7 +71,8 @@ class MeanRevertingSDESchedulerOutput(BaseOutput):
         prev_sample (`torch.Tensor` of shape `(batch_size, num_channels, height, width)`):
             The sample at the previous time step of the schedule (x_{t-1} for the released sampler).
         pred_original_sample (`torch.Tensor` of shape `(batch_size, num_channels, height, width)`):
-            The clean sample x_0 implied by the noise prediction, `mu + (x_t - mu - sigma_bar_t eps_hat) / e^{-bar_theta_t}`.
+            The clean sample x_0 implied by the noise prediction, `mu + (x_t - mu - sigma_bar_t eps_hat) /
+            e^{-bar_theta_t}` (clipped to [0, 1] by the posterior samplers with `clip_sample`).
     """
 
     prev_sample: torch.Tensor
@@ -59,6 +96,14 @@ class MeanRevertingSDEScheduler(SchedulerMixin, ConfigMixin):
     - `"posterior"`: an exact jump t -> s of any length through the Gaussian bridge of the process (see
       [`~MeanRevertingSDEScheduler.posterior_mean_and_variance`]), with x_0 estimated from the noise prediction. `eta`
       moves from the stochastic posterior (`eta = 1`) to its deterministic mean path (`eta = 0`), like DDIM.
+    - `"posterior_2m"`: the same jump with the x_0 estimate extrapolated linearly in the log-SNR from the previous
+      step's estimate (second-order multistep, DPM-Solver++(2M) for this process; see the module docstring). The
+      previous estimates are kept per process and batch item, identified by the item's `mu` (storage, shape and
+      device): the structure and texture processes of the pipeline can share one scheduler, and a callback that
+      steps one item's slice continues that item's history. Pass the same `mu` tensor at every step of a process;
+      [`~MeanRevertingSDEScheduler.set_timesteps`] clears the history.
+
+    See the module docstring for the derivations.
 
     Args:
         num_train_timesteps (`int`, defaults to 100):
@@ -74,9 +119,16 @@ class MeanRevertingSDEScheduler(SchedulerMixin, ConfigMixin):
             How [`~MeanRevertingSDEScheduler.set_timesteps`] picks a sub-sequence of the training times when
             `num_inference_steps < num_train_timesteps`: `"linspace"`, `"leading"` or `"trailing"`, as in diffusers.
         algorithm_type (`str`, defaults to `"euler_maruyama"`):
-            `"euler_maruyama"` (the released sampler) or `"posterior"` (exact jumps, any number of steps).
+            `"euler_maruyama"` (the released sampler), `"posterior"` (exact jumps, any number of steps) or
+            `"posterior_2m"` (exact jumps with a second-order multistep x_0 estimate).
         eta (`float`, defaults to 1.0):
             Stochasticity in [0, 1]: 1 is the SDE / stochastic posterior, 0 the ODE / deterministic mean path.
+        clip_sample (`bool`, defaults to `True`):
+            Posterior samplers only: clip the x_0 estimate to the data range [0, 1] (images, grayscale structure)
+            before the jump, as diffusers' DDIM does. `x0_hat = mu + (...) / e^{-bar_theta_t}` amplifies the
+            network's error by up to 1 / eps = 200 near t = T, and a few long jumps carry a large share of it into
+            the state; the clipped estimate is also the returned `pred_original_sample`. The Euler-Maruyama sampler
+            does not use x0_hat and is unaffected.
     """
 
     order = 1
@@ -91,6 +143,7 @@ class MeanRevertingSDEScheduler(SchedulerMixin, ConfigMixin):
         timestep_spacing: str = "linspace",
         algorithm_type: str = "euler_maruyama",
         eta: float = 1.0,
+        clip_sample: bool = True,
     ) -> None:
         if num_train_timesteps < 1:
             raise ValueError(f"`num_train_timesteps` must be >= 1, got {num_train_timesteps}.")
@@ -102,8 +155,8 @@ class MeanRevertingSDEScheduler(SchedulerMixin, ConfigMixin):
             raise ValueError(
                 f"`timestep_spacing` must be 'linspace', 'leading' or 'trailing', got {timestep_spacing!r}."
             )
-        if algorithm_type not in ("euler_maruyama", "posterior"):
-            raise ValueError(f"`algorithm_type` must be 'euler_maruyama' or 'posterior', got {algorithm_type!r}.")
+        if algorithm_type not in ALGORITHM_TYPES:
+            raise ValueError(f"`algorithm_type` must be one of {ALGORITHM_TYPES}, got {algorithm_type!r}.")
         if not 0.0 <= eta <= 1.0:
             raise ValueError(f"`eta` must be in [0, 1], got {eta}.")
 
@@ -115,6 +168,10 @@ class MeanRevertingSDEScheduler(SchedulerMixin, ConfigMixin):
         self.thetas_cumsum = torch.cumsum(self.thetas, dim=0) - self.thetas[0]
         self.dt = -1 / self.thetas_cumsum[-1] * math.log(eps)
         self.sigma_bars = torch.sqrt(self.max_sigma**2 * (1 - torch.exp(-2 * self.thetas_cumsum * self.dt)))
+        # float64 bar_theta_t and log-SNR l_t = log(alpha_t / sigma_t) of (x - mu) / lambda, alpha_t = e^{-bar_theta_t}
+        # (l_0 = +inf), for the jump coefficients: 1 - e^{-2 bar_theta} cancels badly in float32 near t = 0.
+        self.bar_thetas = self.thetas_cumsum.double() * self.dt.double()
+        self.log_snrs = -self.bar_thetas - 0.5 * torch.log(-torch.expm1(-2 * self.bar_thetas))
 
         self.init_noise_sigma = self.max_sigma
         self.num_inference_steps: int | None = None
@@ -146,7 +203,9 @@ class MeanRevertingSDEScheduler(SchedulerMixin, ConfigMixin):
         Args:
             num_inference_steps (`int`, *optional*):
                 Number of reverse steps N. `None` (default) or T uses every integer step T, T-1, ..., 1. Fewer steps
-                pick a sub-sequence of 1..T following `timestep_spacing` and need `algorithm_type="posterior"`.
+                pick a strictly decreasing sub-sequence of 1..T following `timestep_spacing` (starting at T for
+                `"linspace"` and `"trailing"`) and need a `"posterior"` or `"posterior_2m"` `algorithm_type`. Also
+                clears the multistep history of `"posterior_2m"`.
             device (`str` or `torch.device`, *optional*):
                 The device the `timesteps` tensor is moved to.
         """
@@ -170,17 +229,25 @@ class MeanRevertingSDEScheduler(SchedulerMixin, ConfigMixin):
         elif spacing == "leading":
             step_ratio = num_train_timesteps // num_inference_steps
             timesteps = torch.arange(num_inference_steps, dtype=torch.float64).flip(0) * step_ratio + 1
-        else:  # trailing
+        else:  # trailing: T, T - T/N, ..., T/N (an index, not a float `arange`, which can overshoot to 0)
             step_ratio = num_train_timesteps / num_inference_steps
-            timesteps = torch.arange(num_train_timesteps, 0, -step_ratio, dtype=torch.float64).round()
+            timesteps = (
+                num_train_timesteps - torch.arange(num_inference_steps, dtype=torch.float64) * step_ratio
+            ).round()
         timesteps = timesteps.to(torch.int64)
 
-        # prev_timesteps[t] is the time the step from t lands on (0 after the last step).
+        # prev_timesteps[t] is the time the step from t lands on (0 after the last step); upper_timesteps[t] the time
+        # whose step lands on t (0 for the first step and for times outside the schedule).
         prev_timesteps = torch.zeros(num_train_timesteps + 1, dtype=torch.int64)
         prev_timesteps[timesteps] = torch.cat([timesteps[1:], timesteps.new_zeros(1)])
+        upper_timesteps = torch.zeros(num_train_timesteps + 1, dtype=torch.int64)
+        upper_timesteps[timesteps[1:]] = timesteps[:-1]
         self.prev_timesteps = prev_timesteps
+        self.upper_timesteps = upper_timesteps
         self.num_inference_steps = num_inference_steps
         self.timesteps = timesteps.to(device)
+        # "posterior_2m": per batch item of a process, its x_0 estimates by time (see `_multistep_data_prediction`).
+        self._data_predictions: dict[tuple, dict[int, torch.Tensor]] = {}
 
     def previous_timestep(self, timestep: TimestepLike) -> TimestepLike:
         """The time the step from `timestep` lands on in the current schedule (0 after the last step)."""
@@ -190,8 +257,13 @@ class MeanRevertingSDEScheduler(SchedulerMixin, ConfigMixin):
 
     # ------------------------------------------------------------------ table look-ups
 
-    def _table(self, table: torch.Tensor, timestep: TimestepLike, like: torch.Tensor) -> torch.Tensor:
-        """`table[timestep]` broadcastable against `like` of shape (B, ...): a scalar or a (B, 1, ..., 1) tensor."""
+    def _table(
+        self, table: torch.Tensor, timestep: TimestepLike, like: torch.Tensor, dtype: torch.dtype | None = None
+    ) -> torch.Tensor:
+        """
+        `table[timestep]` broadcastable against `like` of shape (B, ...): a scalar or a (B, 1, ..., 1) tensor, on
+        `like`'s device, in `dtype` (default: `like`'s dtype).
+        """
         if isinstance(timestep, torch.Tensor):
             index = timestep.detach().cpu().long()
             if index.ndim > 1:
@@ -206,7 +278,7 @@ class MeanRevertingSDEScheduler(SchedulerMixin, ConfigMixin):
             index = torch.tensor(int(timestep))
         if (index < 0).any() or (index > self.config.num_train_timesteps).any():
             raise ValueError(f"`timestep` must be in [0, {self.config.num_train_timesteps}], got {timestep}.")
-        values = table[index].to(device=like.device, dtype=like.dtype)
+        values = table[index].to(device=like.device, dtype=like.dtype if dtype is None else dtype)
         return values.reshape(-1, *([1] * (like.ndim - 1))) if values.ndim == 1 else values
 
     def mean_reversion_factor(self, timestep: TimestepLike, like: torch.Tensor) -> torch.Tensor:
@@ -324,6 +396,48 @@ class MeanRevertingSDEScheduler(SchedulerMixin, ConfigMixin):
         mean, _ = self.posterior_mean_and_variance(sample, original_sample, timestep, timestep_minus_one, mu)
         return mean
 
+    def jump_coefficients(
+        self, timestep: TimestepLike, prev_timestep: TimestepLike, like: torch.Tensor, eta: float = 1.0
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """
+        Coefficients of the jump t -> s (s < t) of the posterior sampler,
+        `x_s = mu + c_sample (x_t - mu) + c_original (x0_hat - mu) + std z`:
+
+            c_sample   = sqrt((1 - C^2) [(1 - eta^2)(1 - B^2) + eta^2 A^2 (1 - C^2)]) / (1 - B^2)
+            c_original = C - B c_sample
+            std        = eta lambda sqrt((1 - A^2)(1 - C^2) / (1 - B^2))
+
+        with `A = e^{-(bar_theta_t - bar_theta_s)}`, `C = e^{-bar_theta_s}`, `B = A C` (see the module docstring). They
+        are computed in float64 (with `expm1` for the `1 - e^{-2x}` terms) and returned in `like`'s dtype.
+
+        Args:
+            timestep (`int` or `torch.Tensor` of shape `()` or `(B,)`): t in 1..T.
+            prev_timestep (`int` or `torch.Tensor` of shape `()` or `(B,)`): s in 0..t-1.
+            like (`torch.Tensor` of shape `(B, ...)`): gives the device, dtype and number of dimensions.
+            eta (`float`, defaults to 1.0): 1 for the bridge q(x_s | x_t, x_0), 0 for the deterministic path.
+
+        Returns:
+            `(c_sample, c_original, std)`, each broadcastable against `like`.
+        """
+        bar_theta_t = self._table(self.bar_thetas, timestep, like, torch.float64)
+        bar_theta_s = self._table(self.bar_thetas, prev_timestep, like, torch.float64)
+        if (bar_theta_s >= bar_theta_t).any():
+            raise ValueError(f"`prev_timestep` {prev_timestep} must be smaller than `timestep` {timestep}.")
+        one_minus_a2 = -torch.expm1(-2 * (bar_theta_t - bar_theta_s))
+        one_minus_b2 = -torch.expm1(-2 * bar_theta_t)
+        one_minus_c2 = -torch.expm1(-2 * bar_theta_s)
+        decay_between, decay_to_t, decay_to_prev = (
+            torch.exp(-(bar_theta_t - bar_theta_s)),
+            torch.exp(-bar_theta_t),
+            torch.exp(-bar_theta_s),
+        )
+        # 1 - B^2 - eta^2 (1 - A^2), written without cancellation (A^2 - B^2 = A^2 (1 - C^2)).
+        residual = (1 - eta**2) * one_minus_b2 + eta**2 * decay_between**2 * one_minus_c2
+        sample_coefficient = torch.sqrt(one_minus_c2 * residual) / one_minus_b2
+        original_coefficient = decay_to_prev - decay_to_t * sample_coefficient
+        std = eta * self.max_sigma * torch.sqrt(one_minus_a2 * one_minus_c2 / one_minus_b2)
+        return tuple(value.to(like.dtype) for value in (sample_coefficient, original_coefficient, std))
+
     def posterior_mean_and_variance(
         self,
         sample: torch.Tensor,
@@ -340,28 +454,48 @@ class MeanRevertingSDEScheduler(SchedulerMixin, ConfigMixin):
             mean     = mu + A (1 - C^2) / (1 - B^2) (x_t - mu) + C (1 - A^2) / (1 - B^2) (x_0 - mu)
             variance = lambda^2 (1 - A^2) (1 - C^2) / (1 - B^2)
 
-        For s = t - 1 the mean is the paper's Eq.4 optimum; for s = 0 it is x_0 with variance 0.
+        For s = t - 1 the mean is the paper's Eq.4 optimum; for s = 0 it is x_0 with variance 0. (The coefficients
+        are those of [`~MeanRevertingSDEScheduler.jump_coefficients`] at `eta = 1`.)
 
         Returns:
             `(mean, variance)`: the mean has the shape of `sample`; the variance broadcasts against it.
         """
-        decay_to_prev = self.mean_reversion_factor(prev_timestep, sample)  # C
-        decay_to_t = self.mean_reversion_factor(timestep, sample)  # B
-        decay_between = torch.exp(
-            -(
-                self._table(self.thetas_cumsum, timestep, sample)
-                - self._table(self.thetas_cumsum, prev_timestep, sample)
-            )
-            * self.dt
-        )  # A
-        denominator = 1 - decay_to_t**2
-        mean = (
-            decay_between * (1 - decay_to_prev**2) / denominator * (sample - mu)
-            + decay_to_prev * (1 - decay_between**2) / denominator * (original_sample - mu)
-            + mu
-        )
-        variance = self.max_sigma**2 * (1 - decay_between**2) * (1 - decay_to_prev**2) / denominator
-        return mean, variance
+        sample_coefficient, original_coefficient, std = self.jump_coefficients(timestep, prev_timestep, sample)
+        mean = mu + sample_coefficient * (sample - mu) + original_coefficient * (original_sample - mu)
+        return mean, std**2
+
+    def _multistep_data_prediction(
+        self, pred_original_sample: torch.Tensor, timestep: TimestepLike, mu: torch.Tensor
+    ) -> torch.Tensor:
+        """
+        The second-order x_0 estimate `D = x0_hat + (x0_hat - x0_hat') / (2 r)` of `"posterior_2m"` (see the module
+        docstring), per batch item, with x0_hat' the item's estimate at the time above `timestep` in the schedule;
+        `x0_hat` itself where there is none (first step, a time outside the schedule) and for the last step (to
+        s = 0). Records x0_hat, keyed by the item's `mu` (storage, shape, device): a batch item and its slice share
+        a history, the structure and texture processes do not.
+        """
+        batch_size = pred_original_sample.shape[0]
+        if batch_size > 1 and mu.stride(0) == 0:
+            raise ValueError("`algorithm_type='posterior_2m'` needs a `mu` with its own storage for each batch item.")
+        if isinstance(timestep, torch.Tensor):
+            times = timestep.detach().cpu().long().flatten().tolist()
+        else:
+            times = [int(timestep)]
+        times = times * batch_size if len(times) == 1 else times
+        data_prediction = pred_original_sample.clone()
+        for item, time in enumerate(times):
+            upper, prev = int(self.upper_timesteps[time]), int(self.prev_timesteps[time])
+            key = (mu[item].data_ptr(), tuple(mu.shape[1:]), str(mu.device))
+            previous = self._data_predictions.get(key, {}).get(upper)
+            # Keep what the next step (from the time below) and a repeated step at this time can use.
+            self._data_predictions[key] = {time: pred_original_sample[item]}
+            if previous is None or upper == 0 or prev == 0:
+                continue
+            self._data_predictions[key][upper] = previous
+            log_snr_t, log_snr_prev, log_snr_upper = (float(self.log_snrs[index]) for index in (time, prev, upper))
+            ratio = (log_snr_t - log_snr_upper) / (log_snr_prev - log_snr_t)
+            data_prediction[item] += (pred_original_sample[item] - previous) * (0.5 / ratio)
+        return data_prediction
 
     def step(
         self,
@@ -409,20 +543,17 @@ class MeanRevertingSDEScheduler(SchedulerMixin, ConfigMixin):
             mean = self._euler_maruyama_mean(model_output, timestep, sample, mu, score_weight=(1 + eta**2) / 2)
             std = eta * self._table(self.sigmas, timestep, sample) * math.sqrt(self.dt)
         else:
-            prev_timestep = self.previous_timestep(timestep)
-            posterior_mean, posterior_variance = self.posterior_mean_and_variance(
-                sample, pred_original_sample, timestep, prev_timestep, mu
+            # x_s = mu + C (x0_hat - mu) + sqrt(sigma_bar_s^2 - std^2) eps_hat + std z, std^2 = eta^2 posterior
+            # variance, written with x_t instead of eps_hat (`jump_coefficients`); eta = 1: the bridge at x0_hat.
+            sample_coefficient, original_coefficient, std = self.jump_coefficients(
+                timestep, self.previous_timestep(timestep), sample, eta
             )
-            # DDIM-style interpolation that keeps the marginal of x_s:
-            # x_s = mu + C (x0_hat - mu) + sqrt(sigma_bar_s^2 - std^2) eps_hat + std z, std^2 = eta^2 * posterior var.
-            # At eta = 1 this is exactly the posterior mean (see `posterior_mean_and_variance`).
-            std = eta * posterior_variance.sqrt()
-            if eta == 1.0:
-                mean = posterior_mean
-            else:
-                sigma_bar_prev = self._table(self.sigma_bars, prev_timestep, sample)
-                direction = (sigma_bar_prev**2 - std**2).clamp(min=0).sqrt() * model_output
-                mean = mu + self.mean_reversion_factor(prev_timestep, sample) * (pred_original_sample - mu) + direction
+            if self.config.clip_sample:
+                pred_original_sample = pred_original_sample.clamp(0, 1)
+            data_prediction = pred_original_sample
+            if self.config.algorithm_type == "posterior_2m":
+                data_prediction = self._multistep_data_prediction(pred_original_sample, timestep, mu)
+            mean = mu + sample_coefficient * (sample - mu) + original_coefficient * (data_prediction - mu)
 
         if eta == 0.0:
             prev_sample = mean

@@ -351,3 +351,47 @@ def test_second_order_batch_equals_single_items():
         torch.testing.assert_close(batched[item : item + 1], single)
     with pytest.raises(ValueError, match="storage"):
         scheduler.step(outputs[0], 100, sample, mu[:1].expand(2, -1, -1, -1))
+
+
+# ---------------------------------------------------------------- the pipeline with a sub-sampled schedule
+
+
+@pytest.mark.parametrize("algorithm_type", POSTERIOR_ALGORITHMS)
+def test_pipeline_few_steps_anchor_the_structure_at_the_network_time(algorithm_type):
+    """
+    With N < T every structure network call (main loop and resampling) sees the known region at its own time t:
+    with zero noise it is exactly the forward mean `mu + (gray - mu) e^{-bar_theta_t}`.
+    """
+    from diffusers_strdiff import DiscriminatorGatedResampling, grayscale_map
+
+    from .test_pipeline import make_inputs, tiny_pipeline
+
+    pipeline = tiny_pipeline()
+    pipeline.scheduler = MeanRevertingSDEScheduler.from_config(
+        pipeline.scheduler.config, algorithm_type=algorithm_type, eta=1.0
+    )
+    image, mask = make_inputs()
+    known = 1 - mask
+    gray = grayscale_map(image * known) * known
+    calls = []
+    hook = pipeline.structure_unet.register_forward_hook(lambda module, args, output: calls.append(args))
+    try:
+        output = pipeline(
+            image=image,
+            mask_image=mask,
+            num_inference_steps=4,
+            output_type="pt",
+            noise_sampler=lambda shape, generator, device, dtype: torch.zeros(shape, device=device, dtype=dtype),
+            callback_on_step_end=DiscriminatorGatedResampling(resample_every=1, renoise_steps=2),
+        )
+    finally:
+        hook.remove()
+    assert pipeline.scheduler.timesteps.tolist() == [10, 7, 4, 1]
+    assert output.nfe["structure"] > 2 and output.nfe["discriminator"] > 0  # the callback re-denoised the structure
+    seen_times = set()
+    for sample, timestep, mu in calls:
+        time = int(timestep)
+        seen_times.add(time)
+        expected = mu + (gray - mu) * pipeline.scheduler.mean_reversion_factor(time, mu)
+        torch.testing.assert_close(sample * known, expected * known, atol=1e-6, rtol=0)
+    assert seen_times == {10, 7, 4}  # t >= floor(0.4 T): the same fraction of the trajectory as with every step

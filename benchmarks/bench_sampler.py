@@ -7,8 +7,8 @@ evaluation harness does (`run_method`: the hole is blanked, the output rounded t
 back, PSNR / SSIM on the whole image). Configurations:
 
 * reference: the full released sampler, N = T Euler-Maruyama steps with `DiscriminatorGatedResampling`;
-* N in {T, 50, 20, 10, 5} x `algorithm_type` in {"posterior" (first order), "posterior_2m" (second order)} x
-  eta in {0, 1} x with / without resampling. With N < T the resampling callback counts its period and re-noising
+* N in {T, 50, 20, 10, 5} x the exact-jump sampler (`algorithm_type="posterior"`, x_0 estimate clipped to [0, 1])
+  x eta in {0, 1} x with / without resampling. With N < T the resampling callback counts its period and re-noising
   depth in steps of the sub-sequence (`resample_every`, `renoise_steps`), and the structure stage is the steps with
   t >= floor(0.4 T), the same fraction of the trajectory as the released sampler.
 
@@ -18,8 +18,8 @@ over all calls of the configuration; one untimed warm-up call first), network ev
 steps, resampling). The issue's target is at most 20 evaluations per image with PSNR within 0.3 dB of the reference on
 every bucket. Writes `bench_sampler.md` (the tables), `bench_sampler.json` (all numbers) and `psnr_vs_nfe.png`.
 
-    python benchmarks/bench_sampler.py                                   # default checkpoint, 10 images per bucket
-    python benchmarks/bench_sampler.py --quick --checkpoint DIR    # smoke run: 1 image per bucket, N in {10, 5}
+    python benchmarks/bench_sampler.py                           # default checkpoint, 10 images per bucket (~1.5 h)
+    python benchmarks/bench_sampler.py --quick --checkpoint DIR  # smoke run: 1 image per bucket, N in {10, 5}
 """
 
 import argparse
@@ -51,7 +51,7 @@ QUICK_STEPS = (10, 5)
 TARGET_NFE = 20
 TARGET_PSNR_DROP = 0.3
 NETWORKS = ("structure", "texture", "discriminator")
-ORDER_NAMES = {"euler_maruyama": "EM (released)", "posterior": "1st order", "posterior_2m": "2nd order (2M)"}
+SAMPLER_NAMES = {"euler_maruyama": "Euler-Maruyama (released)", "posterior": "posterior jumps"}
 
 
 @dataclass(frozen=True)
@@ -114,7 +114,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         nargs="+",
         help=f"Reverse-step counts N to benchmark (default: T and {list(DEFAULT_STEPS)}; the reference always runs).",
     )
-    parser.add_argument("--algorithms", nargs="+", default=["posterior", "posterior_2m"])
     parser.add_argument("--etas", type=float, nargs="+", default=[0.0, 1.0])
     parser.add_argument(
         "--resampling", choices=["both", "with", "without"], default="both", help="Resampling variants to run."
@@ -158,10 +157,9 @@ def sampler_configs(num_train_timesteps: int, args: argparse.Namespace) -> list[
     steps = sorted({n for n in requested if 1 <= n <= num_train_timesteps})
     configs = [SamplerConfig("euler_maruyama", 1.0, num_train_timesteps, True)]
     for resampling in {"both": (True, False), "with": (True,), "without": (False,)}[args.resampling]:
-        for algorithm_type in args.algorithms:
-            for eta in args.etas:
-                for num_steps in reversed(steps):
-                    configs.append(SamplerConfig(algorithm_type, eta, num_steps, resampling))
+        for eta in args.etas:
+            for num_steps in reversed(steps):
+                configs.append(SamplerConfig("posterior", eta, num_steps, resampling))
     return configs
 
 
@@ -246,7 +244,9 @@ def results_table(results: list[ConfigResult], buckets: Sequence[str]) -> str:
     lines = [header, "|" + "---|" * (7 + 2 * len(buckets) + 1)]
     for index, result in enumerate(results):
         config = result.config
-        name = ORDER_NAMES.get(config.algorithm_type, config.algorithm_type) + (" **reference**" if index == 0 else "")
+        name = SAMPLER_NAMES.get(config.algorithm_type, config.algorithm_type) + (
+            " **reference**" if index == 0 else ""
+        )
         nfe = " / ".join(f"{result.mean_nfe(network):.1f}" for network in NETWORKS)
         psnrs = "".join(
             f"| {result.mean_psnr(b):.2f} ({result.mean_psnr(b) - reference.mean_psnr(b):+.2f}) " for b in buckets
@@ -269,7 +269,7 @@ def cost_table(results: list[ConfigResult]) -> str:
     for result in results:
         config, shares = result.config, result.cost_shares()
         lines.append(
-            f"| {ORDER_NAMES.get(config.algorithm_type, config.algorithm_type)} | {config.eta:g} "
+            f"| {SAMPLER_NAMES.get(config.algorithm_type, config.algorithm_type)} | {config.eta:g} "
             f"| {config.num_inference_steps} | {'yes' if config.resampling else 'no'} "
             f"| {result.mean_nfe('total'):.1f} "
             f"| {shares['structure_steps']:.0%} | {shares['texture_steps']:.0%} "
@@ -301,15 +301,13 @@ def frontier_summary(results: list[ConfigResult], buckets: Sequence[str]) -> str
             f"Best within {TARGET_NFE} NFE: {best.config.name} ({best.mean_nfe('total'):.1f} NFE), worst-bucket "
             f"ΔPSNR {worst_drop(best):+.2f} dB."
         )
-    for algorithm_type in ("posterior", "posterior_2m"):
-        within = [
-            r for r in results[1:] if r.config.algorithm_type == algorithm_type and worst_drop(r) >= -TARGET_PSNR_DROP
-        ]
+    for resampling in (True, False):
+        within = [r for r in results[1:] if r.config.resampling == resampling and worst_drop(r) >= -TARGET_PSNR_DROP]
         if within:
             cheapest = min(within, key=lambda r: r.mean_nfe("total"))
             lines.append(
-                f"Cheapest {ORDER_NAMES[algorithm_type]} within {TARGET_PSNR_DROP} dB: {cheapest.config.name} "
-                f"({cheapest.mean_nfe('total'):.1f} NFE)."
+                f"Cheapest {'with' if resampling else 'without'} resampling within {TARGET_PSNR_DROP} dB: "
+                f"{cheapest.config.name} ({cheapest.mean_nfe('total'):.1f} NFE)."
             )
     return "\n".join(f"- {line}" for line in lines)
 
@@ -321,20 +319,19 @@ def plot_psnr_vs_nfe(results: list[ConfigResult], buckets: Sequence[str], path: 
     import matplotlib.pyplot as plt
 
     reference = results[0]
-    series: dict[tuple[str, float, bool], list[ConfigResult]] = defaultdict(list)
+    series: dict[tuple[float, bool], list[ConfigResult]] = defaultdict(list)
     for result in results[1:]:
-        config = result.config
-        series[(config.algorithm_type, config.eta, config.resampling)].append(result)
+        series[(result.config.eta, result.config.resampling)].append(result)
     figure, axes = plt.subplots(1, len(buckets), figsize=(5.0 * len(buckets), 4.2), squeeze=False)
     for axis, bucket in zip(axes[0], buckets, strict=True):
-        for (algorithm_type, eta, resampling), members in series.items():
+        for (eta, resampling), members in series.items():
             members = sorted(members, key=lambda r: r.mean_nfe("total"))
             axis.plot(
                 [r.mean_nfe("total") for r in members],
                 [r.mean_psnr(bucket) for r in members],
-                marker="o" if algorithm_type == "posterior" else "s",
+                marker="o" if eta == 0 else "s",
                 linestyle="-" if resampling else "--",
-                label=f"{ORDER_NAMES[algorithm_type]}, η={eta:g}{', resampling' if resampling else ''}",
+                label=f"{SAMPLER_NAMES['posterior']}, η={eta:g}{', resampling' if resampling else ''}",
             )
             for r in members:
                 axis.annotate(

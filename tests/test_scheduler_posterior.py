@@ -1,4 +1,4 @@
-"""Exact-jump ("posterior") and second-order ("posterior_2m") samplers of `MeanRevertingSDEScheduler`."""
+"""The exact-jump ("posterior") sampler of `MeanRevertingSDEScheduler` and the pipeline with few steps."""
 
 import math
 
@@ -7,7 +7,6 @@ import torch
 
 from diffusers_strdiff import MeanRevertingSDEScheduler
 
-POSTERIOR_ALGORITHMS = ("posterior", "posterior_2m")
 SPACINGS = ("linspace", "leading", "trailing")
 
 
@@ -29,9 +28,8 @@ def true_noise(
 
 
 @pytest.mark.parametrize("num_train_timesteps", [100, 400])
-@pytest.mark.parametrize("algorithm_type", POSTERIOR_ALGORITHMS)
-def test_unit_steps_are_eq4_with_the_bridge_variance(num_train_timesteps, algorithm_type):
-    scheduler = make_scheduler(num_train_timesteps, algorithm_type=algorithm_type, clip_sample=False)
+def test_unit_steps_are_eq4_with_the_bridge_variance(num_train_timesteps):
+    scheduler = make_scheduler(num_train_timesteps, clip_sample=False)
     timesteps = torch.arange(1, num_train_timesteps + 1)  # every t at once, one per batch item
     generator = torch.Generator().manual_seed(0)
     shape = (num_train_timesteps, 3, 4, 5)
@@ -122,18 +120,17 @@ def test_bridge_matches_simulated_forward_process(timestep, prev_timestep):
 # ---------------------------------------------------------------- (c) eta = 0 deterministic, eta = 1 mean + std z
 
 
-@pytest.mark.parametrize("algorithm_type", POSTERIOR_ALGORITHMS)
-def test_eta_zero_is_deterministic_and_eta_one_adds_std_noise(algorithm_type):
+def test_eta_zero_is_deterministic_and_eta_one_adds_std_noise():
     generator = torch.Generator().manual_seed(2)
     sample, mu, eps, noise = (torch.randn(2, 3, 6, 6, generator=generator) for _ in range(4))
-    deterministic = make_scheduler(algorithm_type=algorithm_type, eta=0.0)
+    deterministic = make_scheduler(eta=0.0)
     deterministic.set_timesteps(10)
     first = deterministic.step(eps, 78, sample, mu, variance_noise=noise).prev_sample
     for kwargs in ({}, {"variance_noise": -noise}, {"generator": torch.Generator().manual_seed(5)}):
         deterministic.set_timesteps(10)
         assert torch.equal(deterministic.step(eps, 78, sample, mu, **kwargs).prev_sample, first)
 
-    stochastic = make_scheduler(algorithm_type=algorithm_type, eta=1.0)
+    stochastic = make_scheduler(eta=1.0)
     stochastic.set_timesteps(10)
     output = stochastic.step(eps, 78, sample, mu, variance_noise=noise)
     assert stochastic.previous_timestep(78) == 67
@@ -158,11 +155,10 @@ def test_intermediate_eta_keeps_the_marginal_variance():
     assert abs(x_s.var().item() / sigma_bar**2 - 1) < 5 * math.sqrt(2 / n)
 
 
-@pytest.mark.parametrize("algorithm_type", POSTERIOR_ALGORITHMS)
-def test_clip_sample_clips_the_x0_estimate_of_the_jump(algorithm_type):
+def test_clip_sample_clips_the_x0_estimate_of_the_jump():
     generator = torch.Generator().manual_seed(9)
     sample, mu, eps = (torch.randn(1, 3, 6, 6, generator=generator) for _ in range(3))
-    clipped, raw = (make_scheduler(algorithm_type=algorithm_type, eta=0.0, clip_sample=clip) for clip in (True, False))
+    clipped, raw = (make_scheduler(eta=0.0, clip_sample=clip) for clip in (True, False))
     for scheduler in (clipped, raw):
         scheduler.set_timesteps(10)
     output, raw_output = clipped.step(eps, 100, sample, mu), raw.step(eps, 100, sample, mu)
@@ -194,7 +190,6 @@ def test_timesteps_are_strictly_decreasing_sub_sequences(spacing, num_train_time
         if spacing != "leading":
             assert timesteps[0] == num_train_timesteps
         assert [scheduler.previous_timestep(t) for t in timesteps] == timesteps[1:] + [0]
-        assert [int(scheduler.upper_timesteps[t]) for t in timesteps] == [0] + timesteps[:-1]
     scheduler.set_timesteps(num_train_timesteps)
     assert scheduler.timesteps.tolist() == list(range(num_train_timesteps, 0, -1))
 
@@ -209,11 +204,10 @@ def test_few_steps_need_a_posterior_algorithm():
 # ---------------------------------------------------------------- (e), (f) a perfect predictor recovers x_0
 
 
-@pytest.mark.parametrize("algorithm_type", POSTERIOR_ALGORITHMS)
 @pytest.mark.parametrize("eta", [0.0, 1.0])
 @pytest.mark.parametrize("spacing", SPACINGS)
-def test_perfect_noise_predictor_recovers_x0(algorithm_type, eta, spacing):
-    scheduler = make_scheduler(algorithm_type=algorithm_type, eta=eta, timestep_spacing=spacing)
+def test_perfect_noise_predictor_recovers_x0(eta, spacing):
+    scheduler = make_scheduler(eta=eta, timestep_spacing=spacing)
     generator = torch.Generator().manual_seed(4)
     x0, mu = torch.rand(2, 3, 8, 8, generator=generator), torch.rand(2, 3, 8, 8, generator=generator)
     for num_steps in (100, 50, 20, 10, 5, 2, 1):
@@ -239,15 +233,15 @@ def test_deterministic_path_keeps_the_start_noise():
         torch.testing.assert_close(sample, scheduler.add_noise(x0, z, prev_timestep, mu), atol=1e-5, rtol=0)
 
 
-# ---------------------------------------------------------------- second order
+# ---------------------------------------------------------------- accuracy of the deterministic path
 
 
-def gaussian_data_ode_error(algorithm_type: str, num_steps: int, n: int = 2000) -> float:
+def gaussian_data_ode_error(num_steps: int, n: int = 2000) -> float:
     """
     Mean error of the eta = 0 sampler with the exact denoiser of Gaussian data x_0 ~ N(m, s^2) against the exact
     probability-flow ODE map (it keeps the z-score of the marginal), from the same x_T = mu + lambda z.
     """
-    scheduler = make_scheduler(algorithm_type=algorithm_type, eta=0.0, clip_sample=False)
+    scheduler = make_scheduler(eta=0.0, clip_sample=False)
     scheduler.set_timesteps(num_steps)
     lam, m, s, mu_value = scheduler.max_sigma, 0.3, 0.2, 0.6
     z = torch.randn(n, 1, 1, 1, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
@@ -263,101 +257,16 @@ def gaussian_data_ode_error(algorithm_type: str, num_steps: int, n: int = 2000) 
     return (sample - exact).abs().mean().item()
 
 
-def test_second_order_converges_faster_on_gaussian_data():
-    first = {n: gaussian_data_ode_error("posterior", n) for n in (10, 20, 50)}
-    second = {n: gaussian_data_ode_error("posterior_2m", n) for n in (10, 20, 50)}
-    assert all(second[n] < first[n] for n in first), (first, second)
-    # First order: error ~ 1/N; second order: markedly faster (~1/N^2 asymptotically).
-    assert 2.0 < first[20] / first[50] < 3.5
-    assert second[20] / second[50] > 6.0
-
-
-def test_second_order_uses_the_previous_estimate_of_the_same_process_only():
-    scheduler = make_scheduler(algorithm_type="posterior_2m", eta=0.0)
-    first_order = make_scheduler(algorithm_type="posterior", eta=0.0)
-    generator = torch.Generator().manual_seed(6)
-    texture_mu, structure_mu = torch.rand(1, 3, 4, 4, generator=generator), torch.rand(1, 1, 4, 4, generator=generator)
-    texture, structure = torch.rand(1, 3, 4, 4, generator=generator), torch.rand(1, 1, 4, 4, generator=generator)
-    outputs = [torch.randn(1, c, 4, 4, generator=generator) for c in (3, 1, 3, 1, 3)]
-
-    def run(interleaved: bool) -> list[torch.Tensor]:
-        scheduler.set_timesteps(10)
-        texture_state, structure_state, results = texture, structure, []
-        t0, t1, t2 = scheduler.timesteps[:3].tolist()
-        steps = [(texture_mu, t0, 0), (structure_mu, t0, 1), (texture_mu, t1, 2), (structure_mu, t1, 3)]
-        if not interleaved:
-            steps = [steps[0], steps[2], steps[1], steps[3]]
-        steps.append((texture_mu, t1, 4))  # a repeated step at t1 (as the resampling callback does)
-        for mu, timestep, index in steps:
-            state = texture_state if mu is texture_mu else structure_state
-            results.append(scheduler.step(outputs[index], timestep, state, mu).prev_sample)
-        return results
-
-    interleaved, separate = run(True), run(False)
-    torch.testing.assert_close(interleaved[1], separate[2])  # the structure is unaffected by the texture steps
-    torch.testing.assert_close(interleaved[2], separate[1])
-    torch.testing.assert_close(interleaved[4], separate[4])
-    # The first step of each process is first order; the second one is not.
-    first_order.set_timesteps(10)
-    t0, t1 = first_order.timesteps[:2].tolist()
-    torch.testing.assert_close(interleaved[0], first_order.step(outputs[0], t0, texture, texture_mu).prev_sample)
-    assert not torch.allclose(interleaved[2], first_order.step(outputs[2], t1, texture, texture_mu).prev_sample)
-    # set_timesteps clears the history: the first step is first order again.
-    scheduler.set_timesteps(10)
-    torch.testing.assert_close(
-        scheduler.step(outputs[2], t1, texture, texture_mu).prev_sample,
-        first_order.step(outputs[2], t1, texture, texture_mu).prev_sample,
-    )
-
-
-def test_second_order_extrapolates_the_x0_estimate_in_log_snr():
-    scheduler = make_scheduler(algorithm_type="posterior_2m", eta=0.0)
-    scheduler.set_timesteps(5)
-    upper, timestep = scheduler.timesteps[:2].tolist()
-    prev_timestep = scheduler.previous_timestep(timestep)
-    generator = torch.Generator().manual_seed(7)
-    mu, sample, eps_upper, eps = (torch.randn(1, 3, 4, 4, generator=generator) for _ in range(4))
-    x0_upper = scheduler.step(eps_upper, upper, sample, mu).pred_original_sample
-    output = scheduler.step(eps, timestep, sample, mu)
-    log_snr = scheduler.log_snrs
-    ratio = (log_snr[timestep] - log_snr[upper]) / (log_snr[prev_timestep] - log_snr[timestep])
-    data_prediction = output.pred_original_sample + (output.pred_original_sample - x0_upper) / (2 * ratio.item())
-    c_sample, c_original, _ = scheduler.jump_coefficients(timestep, prev_timestep, sample, eta=0.0)
-    expected = mu + c_sample * (sample - mu) + c_original * (data_prediction - mu)
-    torch.testing.assert_close(output.prev_sample, expected, atol=1e-6, rtol=1e-5)
-    # eta = 0: c_sample = sigma_bar_s / sigma_bar_t and c_original = alpha_s (1 - e^{-h}) (DPM-Solver++).
-    h = (log_snr[prev_timestep] - log_snr[timestep]).item()
-    alpha_s = math.exp(-scheduler.bar_thetas[prev_timestep].item())
-    assert c_original.item() == pytest.approx(alpha_s * (1 - math.exp(-h)), rel=1e-6)
-    sigma_ratio = (scheduler.sigma_bars[prev_timestep] / scheduler.sigma_bars[timestep]).item()
-    assert c_sample.item() == pytest.approx(sigma_ratio, rel=1e-5)
-
-
-def test_second_order_batch_equals_single_items():
-    generator = torch.Generator().manual_seed(8)
-    mu, sample = torch.rand(2, 3, 4, 4, generator=generator), torch.rand(2, 3, 4, 4, generator=generator)
-    outputs = [torch.randn(2, 3, 4, 4, generator=generator) for _ in range(3)]
-    scheduler = make_scheduler(algorithm_type="posterior_2m", eta=0.0)
-
-    def run(mu: torch.Tensor, sample: torch.Tensor, outputs: list[torch.Tensor]) -> torch.Tensor:
-        scheduler.set_timesteps(5)
-        for timestep, model_output in zip(scheduler.timesteps[:3].tolist(), outputs, strict=True):
-            sample = scheduler.step(model_output, timestep, sample, mu).prev_sample
-        return sample
-
-    batched = run(mu, sample, outputs)
-    for item in range(2):
-        single = run(mu[item : item + 1].clone(), sample[item : item + 1], [out[item : item + 1] for out in outputs])
-        torch.testing.assert_close(batched[item : item + 1], single)
-    with pytest.raises(ValueError, match="storage"):
-        scheduler.step(outputs[0], 100, sample, mu[:1].expand(2, -1, -1, -1))
+def test_deterministic_path_converges_to_the_ode_at_first_order():
+    errors = {n: gaussian_data_ode_error(n) for n in (5, 10, 20, 50)}
+    assert errors[5] > errors[10] > errors[20] > errors[50]
+    assert 1.7 < errors[10] / errors[20] < 2.3 and 2.0 < errors[20] / errors[50] < 3.0  # error ~ 1 / N
 
 
 # ---------------------------------------------------------------- the pipeline with a sub-sampled schedule
 
 
-@pytest.mark.parametrize("algorithm_type", POSTERIOR_ALGORITHMS)
-def test_pipeline_few_steps_anchor_the_structure_at_the_network_time(algorithm_type):
+def test_pipeline_few_steps_anchor_the_structure_at_the_network_time():
     """
     With N < T every structure network call (main loop and resampling) sees the known region at its own time t:
     with zero noise it is exactly the forward mean `mu + (gray - mu) e^{-bar_theta_t}`.
@@ -368,7 +277,7 @@ def test_pipeline_few_steps_anchor_the_structure_at_the_network_time(algorithm_t
 
     pipeline = tiny_pipeline()
     pipeline.scheduler = MeanRevertingSDEScheduler.from_config(
-        pipeline.scheduler.config, algorithm_type=algorithm_type, eta=1.0
+        pipeline.scheduler.config, algorithm_type="posterior", eta=1.0
     )
     image, mask = make_inputs()
     known = 1 - mask

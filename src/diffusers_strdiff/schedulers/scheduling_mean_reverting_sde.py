@@ -33,20 +33,15 @@ and eps_hat, x_s has the forward marginal ``N(mu + C (x_0 - mu), sigma_bar_s^2)`
 ``c = A (1 - C^2)/(1 - B^2)`` and ``C - B c = C (1 - A^2)/(1 - B^2)``: exactly the bridge above (Eq.4 for s = t - 1);
 eta = 0 gives the deterministic path ``c = sigma_bar_s / sigma_bar_t``.
 
-Second order (``algorithm_type="posterior_2m"``). ``(x - mu) / lambda`` is a variance-preserving diffusion with
-``alpha_t = B_t = e^{-bar_theta_t}`` and ``sigma_t = sqrt(1 - alpha_t^2) = sigma_bar_t / lambda``; let
-``l_t = log(alpha_t / sigma_t)`` be its log-SNR and ``h = l_s - l_t > 0``. The jump above is then the exponential
-integrator in data prediction: at eta = 0, ``c = sigma_s / sigma_t`` and ``C - B c = alpha_s (1 - e^{-h})``
-(DPM-Solver++(1) = DDIM, the exact solution of the probability-flow ODE for a constant x_0 prediction); at eta = 1,
-``c = (sigma_s / sigma_t) e^{-h}`` and ``C - B c = alpha_s (1 - e^{-2h})`` (SDE-DPM-Solver++(1)). The multistep
-variant keeps the previous prediction x0_hat' (made at the time u > t of the schedule) and replaces x0_hat by its
-linear extrapolation in the log-SNR,
-
-    D = x0_hat + (x0_hat - x0_hat') / (2 r),   r = (l_t - l_u) / (l_s - l_t),
-
-which gives DPM-Solver++(2M) at eta = 0 and SDE-DPM-Solver++(2M) (midpoint form) at eta = 1 for the mean-reverting
-process (cf. the data-prediction solvers of MR Sampler, Li et al., ICLR 2025). The first step and the last one
-(s = 0, where h is infinite) are first order, and an exact x_0 prediction stays exact.
+Relation to exponential integrators: ``(x - mu) / lambda`` is a variance-preserving diffusion with
+``alpha_t = B_t = e^{-bar_theta_t}`` and ``sigma_t = sqrt(1 - alpha_t^2) = sigma_bar_t / lambda``; with its log-SNR
+``l_t = log(alpha_t / sigma_t)`` and ``h = l_s - l_t`` the eta = 0 jump has ``c = sigma_s / sigma_t`` and
+``C - B c = alpha_s (1 - e^{-h})`` (DDIM = DPM-Solver++(1), the exact solution of the probability-flow ODE for a
+constant x_0 prediction), and the eta = 1 jump ``c = (sigma_s / sigma_t) e^{-h}``, ``C - B c = alpha_s (1 - e^{-2h})``
+(SDE-DPM-Solver++(1)), the first-order data-prediction solvers that MR Sampler (Li et al., ICLR 2025) derives for
+mean-reverting SDEs. A second-order multistep variant (x_0 estimate extrapolated linearly in l from the previous step,
+DPM-Solver++(2M) / SDE-DPM-Solver++(2M)) was benchmarked with `benchmarks/bench_sampler.py` and not kept: it was
+never better than first order with the trained networks, whose x_0 error dominates the discretisation error.
 """
 
 import math
@@ -59,7 +54,7 @@ from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
 TimestepLike = int | torch.Tensor
-ALGORITHM_TYPES = ("euler_maruyama", "posterior", "posterior_2m")
+ALGORITHM_TYPES = ("euler_maruyama", "posterior")
 
 
 @dataclass
@@ -96,13 +91,6 @@ class MeanRevertingSDEScheduler(SchedulerMixin, ConfigMixin):
     - `"posterior"`: an exact jump t -> s of any length through the Gaussian bridge of the process (see
       [`~MeanRevertingSDEScheduler.posterior_mean_and_variance`]), with x_0 estimated from the noise prediction. `eta`
       moves from the stochastic posterior (`eta = 1`) to its deterministic mean path (`eta = 0`), like DDIM.
-    - `"posterior_2m"`: the same jump with the x_0 estimate extrapolated linearly in the log-SNR from the previous
-      step's estimate (second-order multistep, DPM-Solver++(2M) for this process; see the module docstring). The
-      previous estimates are kept per process and batch item, identified by the item's `mu` (storage, shape and
-      device): the structure and texture processes of the pipeline can share one scheduler, and a callback that
-      steps one item's slice continues that item's history. Pass the same `mu` tensor at every step of a process;
-      [`~MeanRevertingSDEScheduler.set_timesteps`] clears the history.
-
     See the module docstring for the derivations.
 
     Args:
@@ -119,8 +107,7 @@ class MeanRevertingSDEScheduler(SchedulerMixin, ConfigMixin):
             How [`~MeanRevertingSDEScheduler.set_timesteps`] picks a sub-sequence of the training times when
             `num_inference_steps < num_train_timesteps`: `"linspace"`, `"leading"` or `"trailing"`, as in diffusers.
         algorithm_type (`str`, defaults to `"euler_maruyama"`):
-            `"euler_maruyama"` (the released sampler), `"posterior"` (exact jumps, any number of steps) or
-            `"posterior_2m"` (exact jumps with a second-order multistep x_0 estimate).
+            `"euler_maruyama"` (the released sampler) or `"posterior"` (exact jumps, any number of steps).
         eta (`float`, defaults to 1.0):
             Stochasticity in [0, 1]: 1 is the SDE / stochastic posterior, 0 the ODE / deterministic mean path.
         clip_sample (`bool`, defaults to `True`):
@@ -168,10 +155,8 @@ class MeanRevertingSDEScheduler(SchedulerMixin, ConfigMixin):
         self.thetas_cumsum = torch.cumsum(self.thetas, dim=0) - self.thetas[0]
         self.dt = -1 / self.thetas_cumsum[-1] * math.log(eps)
         self.sigma_bars = torch.sqrt(self.max_sigma**2 * (1 - torch.exp(-2 * self.thetas_cumsum * self.dt)))
-        # float64 bar_theta_t and log-SNR l_t = log(alpha_t / sigma_t) of (x - mu) / lambda, alpha_t = e^{-bar_theta_t}
-        # (l_0 = +inf), for the jump coefficients: 1 - e^{-2 bar_theta} cancels badly in float32 near t = 0.
+        # float64 bar_theta_t for the jump coefficients: 1 - e^{-2 bar_theta} cancels badly in float32 near t = 0.
         self.bar_thetas = self.thetas_cumsum.double() * self.dt.double()
-        self.log_snrs = -self.bar_thetas - 0.5 * torch.log(-torch.expm1(-2 * self.bar_thetas))
 
         self.init_noise_sigma = self.max_sigma
         self.num_inference_steps: int | None = None
@@ -204,8 +189,7 @@ class MeanRevertingSDEScheduler(SchedulerMixin, ConfigMixin):
             num_inference_steps (`int`, *optional*):
                 Number of reverse steps N. `None` (default) or T uses every integer step T, T-1, ..., 1. Fewer steps
                 pick a strictly decreasing sub-sequence of 1..T following `timestep_spacing` (starting at T for
-                `"linspace"` and `"trailing"`) and need a `"posterior"` or `"posterior_2m"` `algorithm_type`. Also
-                clears the multistep history of `"posterior_2m"`.
+                `"linspace"` and `"trailing"`) and need `algorithm_type="posterior"`.
             device (`str` or `torch.device`, *optional*):
                 The device the `timesteps` tensor is moved to.
         """
@@ -236,18 +220,12 @@ class MeanRevertingSDEScheduler(SchedulerMixin, ConfigMixin):
             ).round()
         timesteps = timesteps.to(torch.int64)
 
-        # prev_timesteps[t] is the time the step from t lands on (0 after the last step); upper_timesteps[t] the time
-        # whose step lands on t (0 for the first step and for times outside the schedule).
+        # prev_timesteps[t] is the time the step from t lands on (0 after the last step).
         prev_timesteps = torch.zeros(num_train_timesteps + 1, dtype=torch.int64)
         prev_timesteps[timesteps] = torch.cat([timesteps[1:], timesteps.new_zeros(1)])
-        upper_timesteps = torch.zeros(num_train_timesteps + 1, dtype=torch.int64)
-        upper_timesteps[timesteps[1:]] = timesteps[:-1]
         self.prev_timesteps = prev_timesteps
-        self.upper_timesteps = upper_timesteps
         self.num_inference_steps = num_inference_steps
         self.timesteps = timesteps.to(device)
-        # "posterior_2m": per batch item of a process, its x_0 estimates by time (see `_multistep_data_prediction`).
-        self._data_predictions: dict[tuple, dict[int, torch.Tensor]] = {}
 
     def previous_timestep(self, timestep: TimestepLike) -> TimestepLike:
         """The time the step from `timestep` lands on in the current schedule (0 after the last step)."""
@@ -464,39 +442,6 @@ class MeanRevertingSDEScheduler(SchedulerMixin, ConfigMixin):
         mean = mu + sample_coefficient * (sample - mu) + original_coefficient * (original_sample - mu)
         return mean, std**2
 
-    def _multistep_data_prediction(
-        self, pred_original_sample: torch.Tensor, timestep: TimestepLike, mu: torch.Tensor
-    ) -> torch.Tensor:
-        """
-        The second-order x_0 estimate `D = x0_hat + (x0_hat - x0_hat') / (2 r)` of `"posterior_2m"` (see the module
-        docstring), per batch item, with x0_hat' the item's estimate at the time above `timestep` in the schedule;
-        `x0_hat` itself where there is none (first step, a time outside the schedule) and for the last step (to
-        s = 0). Records x0_hat, keyed by the item's `mu` (storage, shape, device): a batch item and its slice share
-        a history, the structure and texture processes do not.
-        """
-        batch_size = pred_original_sample.shape[0]
-        if batch_size > 1 and mu.stride(0) == 0:
-            raise ValueError("`algorithm_type='posterior_2m'` needs a `mu` with its own storage for each batch item.")
-        if isinstance(timestep, torch.Tensor):
-            times = timestep.detach().cpu().long().flatten().tolist()
-        else:
-            times = [int(timestep)]
-        times = times * batch_size if len(times) == 1 else times
-        data_prediction = pred_original_sample.clone()
-        for item, time in enumerate(times):
-            upper, prev = int(self.upper_timesteps[time]), int(self.prev_timesteps[time])
-            key = (mu[item].data_ptr(), tuple(mu.shape[1:]), str(mu.device))
-            previous = self._data_predictions.get(key, {}).get(upper)
-            # Keep what the next step (from the time below) and a repeated step at this time can use.
-            self._data_predictions[key] = {time: pred_original_sample[item]}
-            if previous is None or upper == 0 or prev == 0:
-                continue
-            self._data_predictions[key][upper] = previous
-            log_snr_t, log_snr_prev, log_snr_upper = (float(self.log_snrs[index]) for index in (time, prev, upper))
-            ratio = (log_snr_t - log_snr_upper) / (log_snr_prev - log_snr_t)
-            data_prediction[item] += (pred_original_sample[item] - previous) * (0.5 / ratio)
-        return data_prediction
-
     def step(
         self,
         model_output: torch.Tensor,
@@ -550,10 +495,7 @@ class MeanRevertingSDEScheduler(SchedulerMixin, ConfigMixin):
             )
             if self.config.clip_sample:
                 pred_original_sample = pred_original_sample.clamp(0, 1)
-            data_prediction = pred_original_sample
-            if self.config.algorithm_type == "posterior_2m":
-                data_prediction = self._multistep_data_prediction(pred_original_sample, timestep, mu)
-            mean = mu + sample_coefficient * (sample - mu) + original_coefficient * (data_prediction - mu)
+            mean = mu + sample_coefficient * (sample - mu) + original_coefficient * (pred_original_sample - mu)
 
         if eta == 0.0:
             prev_sample = mean

@@ -104,3 +104,10 @@ def test_app_without_gradio_is_a_clear_error(tmp_path: Path) -> None:
     assert process.returncode == 2
     (line,) = process.stderr.splitlines()
     assert "pip install 'diffusers-strdiff[app]'" in line
+
+
+def test_sampler_choices_are_the_scheduler_presets() -> None:
+    from diffusers_strdiff import SAMPLER_PRESETS
+    from diffusers_strdiff.cli import SAMPLERS
+
+    assert SAMPLERS == tuple(SAMPLER_PRESETS)

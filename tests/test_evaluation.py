@@ -191,6 +191,26 @@ def test_build_methods_defaults_and_errors(pipeline_dirs):
         build_methods(["strdiffusion"])
     with pytest.raises(ValueError, match="Unknown"):
         build_methods(["lama"])
+    with pytest.raises(ValueError, match="`sampler` must be one of"):
+        build_methods(["strdiffusion"], checkpoint=pipeline_dirs["checkpoint"], sampler="dpm")
+
+
+def test_posterior_sampler_method_runs_few_steps_and_has_its_own_cache_key(samples, pipeline_dirs, tmp_path):
+    checkpoint = pipeline_dirs["checkpoint"]
+    (released,) = build_methods(["strdiffusion_no_resampling"], checkpoint=checkpoint)
+    (posterior,) = build_methods(
+        ["strdiffusion_no_resampling"], checkpoint=checkpoint, num_inference_steps=4, sampler="posterior"
+    )
+    assert posterior.config_hash != released.config_hash
+    assert posterior.config["sampler"] == {"algorithm_type": "posterior", "eta": 1.0}
+    results = evaluate(samples, [posterior], cache_dir=tmp_path, compute_fid=False, show_progress=False)
+    num_train_timesteps = posterior.inpaint.load().scheduler.config.num_train_timesteps
+    assert posterior.inpaint.load().scheduler.config.algorithm_type == "posterior"
+    assert all(record.nfe < num_train_timesteps for record in results.records)
+    report = write_report(results, tmp_path / "report")["report"].read_text(encoding="utf-8")
+    assert "`strdiffusion_no_resampling`: scheduler {'algorithm_type': 'posterior', 'eta': 1.0}, 4 reverse steps" in (
+        report
+    )
 
 
 # ------------------------------------------------------------------------------------------------------ harness

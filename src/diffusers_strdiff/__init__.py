@@ -8,7 +8,7 @@ from .evaluation import InpaintingMethod, build_eval_set, build_methods, evaluat
 from .masks import HOLE_RATIO_BUCKETS, generate_irregular_mask, hole_ratio, load_mask, load_mask_files
 from .models import SPADEResidualBlock, StrDiffusionDiscriminator, StrDiffusionUNet2DModel
 from .pipelines import StrDiffusionInpaintPipeline, StrDiffusionInpaintPipelineOutput
-from .schedulers import MeanRevertingSDEScheduler, MeanRevertingSDESchedulerOutput
+from .schedulers import SAMPLER_PRESETS, MeanRevertingSDEScheduler, MeanRevertingSDESchedulerOutput
 from .structure import edge_map, grayscale_map
 
 __version__ = "0.1.0"
@@ -23,6 +23,7 @@ __all__ = [
     "BUNDLED_EXAMPLES",
     "DEFAULT_CHECKPOINT",
     "RESAMPLING_PRESETS",
+    "SAMPLER_PRESETS",
     "DiscriminatorGatedResampling",
     "StrDiffusionInpaintPipeline",
     "StrDiffusionInpaintPipelineOutput",

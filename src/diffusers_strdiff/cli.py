@@ -6,7 +6,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-SAMPLERS = ("released", "posterior", "posterior_ode")
+SAMPLERS = ("released", "posterior", "posterior_ode")  # the keys of `SAMPLER_PRESETS` (kept import-free here)
 
 
 class CommandError(Exception):
@@ -15,16 +15,13 @@ class CommandError(Exception):
 
 def load_pipeline(checkpoint: str | None, sampler: str = "released", device: str = "cpu"):
     """Loads a pipeline folder (default: the bundled checkpoint) and selects the sampler of its scheduler."""
-    from . import DEFAULT_CHECKPOINT, MeanRevertingSDEScheduler, StrDiffusionInpaintPipeline
+    from . import DEFAULT_CHECKPOINT, SAMPLER_PRESETS, MeanRevertingSDEScheduler, StrDiffusionInpaintPipeline
 
     location = checkpoint or str(DEFAULT_CHECKPOINT)
     if checkpoint is not None and not Path(location).exists() and Path(location).suffix:
         raise CommandError(f"checkpoint not found: {location}")
     pipeline = StrDiffusionInpaintPipeline.from_pretrained(location)
-    if sampler != "released":
-        pipeline.scheduler = MeanRevertingSDEScheduler.from_config(
-            pipeline.scheduler.config, algorithm_type="posterior", eta=0.0 if sampler == "posterior_ode" else 1.0
-        )
+    pipeline.scheduler = MeanRevertingSDEScheduler.from_config(pipeline.scheduler.config, **SAMPLER_PRESETS[sampler])
     return pipeline.to(device)
 
 

@@ -56,6 +56,7 @@ from tqdm.auto import tqdm
 from .callbacks import DiscriminatorGatedResampling
 from .masks import HOLE_RATIO_BUCKETS, MASK_IMAGE_EXTENSIONS, generate_irregular_mask
 from .pipelines.pipeline_strdiffusion_inpaint import StrDiffusionInpaintPipeline
+from .schedulers.scheduling_mean_reverting_sde import SAMPLER_PRESETS, MeanRevertingSDEScheduler
 
 logger = logging.getLogger(__name__)
 
@@ -359,23 +360,34 @@ def sampler_code_digest() -> str:
 class PipelineInpainter:
     """
     [`InpaintFn`] of a StrDiffusion pipeline folder: one pipeline call per sample, with a `torch.Generator` seeded by
-    the per-sample seed; with `resampling`, a fresh [`DiscriminatorGatedResampling`] (released preset) per call. The
-    pipeline is loaded on first use.
+    the per-sample seed; with `resampling`, a fresh [`DiscriminatorGatedResampling`] (released preset) per call;
+    `sampler` names a `SAMPLER_PRESETS` scheduler setting. The pipeline is loaded on first use.
     """
 
     def __init__(
-        self, pipeline_dir: str | Path, resampling: bool, num_inference_steps: int | None, device: str | torch.device
+        self,
+        pipeline_dir: str | Path,
+        resampling: bool,
+        num_inference_steps: int | None,
+        device: str | torch.device,
+        sampler: str = "released",
     ) -> None:
+        if sampler not in SAMPLER_PRESETS:
+            raise ValueError(f"`sampler` must be one of {sorted(SAMPLER_PRESETS)}, got {sampler!r}.")
         self.pipeline_dir = Path(pipeline_dir)
         self.resampling = resampling
         self.num_inference_steps = num_inference_steps
         self.device = torch.device(device)
+        self.sampler = sampler
         self._pipeline: StrDiffusionInpaintPipeline | None = None
 
     def load(self) -> StrDiffusionInpaintPipeline:
-        """Loads the pipeline (once) onto the device, with its progress bar disabled."""
+        """Loads the pipeline (once) onto the device with the sampler's scheduler, its progress bar disabled."""
         if self._pipeline is None:
             pipeline = StrDiffusionInpaintPipeline.from_pretrained(self.pipeline_dir).to(self.device)
+            pipeline.scheduler = MeanRevertingSDEScheduler.from_config(
+                pipeline.scheduler.config, **SAMPLER_PRESETS[self.sampler]
+            )
             pipeline.set_progress_bar_config(disable=True)
             self._pipeline = pipeline
         return self._pipeline
@@ -399,21 +411,24 @@ def strdiffusion_method(
     resampling: bool,
     num_inference_steps: int | None = None,
     device: str | torch.device = "cpu",
+    sampler: str = "released",
 ) -> InpaintingMethod:
     """
     An [`InpaintingMethod`] running a [`StrDiffusionInpaintPipeline`] folder (structure-guided, or without structure
-    network for the no-structure ablation), with or without the discriminator-gated resampling.
+    network for the no-structure ablation), with or without the discriminator-gated resampling, with the sampler
+    `sampler` (a key of `SAMPLER_PRESETS`).
 
-    Its cache key covers the folder's content, the sampler's source code, the steps, the resampling settings, the
-    device type and the torch / diffusers versions.
+    Its cache key covers the folder's content, the sampler's source code and preset, the steps, the resampling
+    settings, the device type and the torch / diffusers versions.
     """
     import diffusers
 
-    inpainter = PipelineInpainter(pipeline_dir, resampling, num_inference_steps, device)
+    inpainter = PipelineInpainter(pipeline_dir, resampling, num_inference_steps, device, sampler)
     config = {
         "kind": "strdiffusion_pipeline",
         "checkpoint_sha256": checkpoint_digest(pipeline_dir),
         "sampler_code_sha256": sampler_code_digest(),
+        **({"sampler": SAMPLER_PRESETS[sampler]} if sampler != "released" else {}),
         "num_inference_steps": num_inference_steps,
         "resampling": dict(DiscriminatorGatedResampling().config) if resampling else None,
         "device_type": inpainter.device.type,
@@ -429,6 +444,7 @@ def build_methods(
     no_structure_checkpoint: str | Path | None = None,
     num_inference_steps: int | None = None,
     device: str | torch.device = "cpu",
+    sampler: str = "released",
 ) -> list[InpaintingMethod]:
     """
     Builds methods by name, in the order of [`METHOD_NAMES`].
@@ -442,6 +458,8 @@ def build_methods(
             `no_structure`).
         num_inference_steps (`int`, *optional*): reverse steps of the pipelines (`None`: the scheduler's T).
         device (`str` or `torch.device`): device of the pipelines.
+        sampler (`str`): sampler of the pipelines, a key of `SAMPLER_PRESETS` (`"released"`: Euler-Maruyama over
+            every step; `"posterior"` / `"posterior_ode"`: exact jumps, any `num_inference_steps`).
 
     Returns:
         `list[InpaintingMethod]`; unavailable ones (e.g. patchmatch without its wheel) carry their reason.
@@ -468,7 +486,9 @@ def build_methods(
         if folders[name] is None:
             option = "no_structure_checkpoint" if name == "no_structure" else "checkpoint"
             raise ValueError(f"Method {name!r} needs a pipeline folder: pass `{option}`.")
-        methods.append(strdiffusion_method(name, folders[name], name == "strdiffusion", num_inference_steps, device))
+        methods.append(
+            strdiffusion_method(name, folders[name], name == "strdiffusion", num_inference_steps, device, sampler)
+        )
     return methods
 
 
@@ -1016,6 +1036,12 @@ def _report_markdown(results: EvaluationResults) -> str:
         "- s / image: compute time of the method call (the original time for cached results); NFE: network "
         "evaluations per image (pipelines only).",
     ]
+    for name, method_config in config["methods"].items():
+        if method_config.get("kind") == "strdiffusion_pipeline":
+            sampler = method_config.get("sampler", SAMPLER_PRESETS["released"])
+            steps = method_config["num_inference_steps"] or "T"
+            resampling = "with" if method_config["resampling"] else "without"
+            notes.append(f"- `{name}`: scheduler {sampler}, {steps} reverse steps, {resampling} resampling.")
     notes += [f"- Skipped `{name}`: {reason}." for name, reason in results.unavailable.items()]
     return "\n".join(notes) + "\n\n" + format_markdown_tables(results) + "\n"
 
@@ -1154,6 +1180,12 @@ def build_arg_parser(prog: str | None = None) -> argparse.ArgumentParser:
         "--methods", nargs="+", choices=list(METHOD_NAMES), help="Default: classical + those with a checkpoint."
     )
     parser.add_argument("--num_inference_steps", type=int, help="Pipeline reverse steps (default: the scheduler's T).")
+    parser.add_argument(
+        "--sampler",
+        choices=list(SAMPLER_PRESETS),
+        default="released",
+        help="Pipeline sampler; `posterior` / `posterior_ode` take any --num_inference_steps.",
+    )
     parser.add_argument("--output_dir", type=Path, default=Path("outputs/eval"), help="Where the report goes.")
     parser.add_argument("--cache_dir", type=Path, help="Result cache (default: <output_dir>/cache).")
     parser.add_argument("--no_cache", action="store_true", help="Recompute everything and store nothing.")
@@ -1177,6 +1209,7 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
         args.no_structure_checkpoint,
         args.num_inference_steps,
         args.device or state.device,
+        args.sampler,
     )
     cache_dir = None if args.no_cache else (args.cache_dir or args.output_dir / "cache")
     results = evaluate(samples, methods, cache_dir=cache_dir, seed=args.seed, compute_fid=not args.no_fid)

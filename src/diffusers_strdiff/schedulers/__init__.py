@@ -1,3 +1,3 @@
-from .scheduling_mean_reverting_sde import MeanRevertingSDEScheduler, MeanRevertingSDESchedulerOutput
+from .scheduling_mean_reverting_sde import SAMPLER_PRESETS, MeanRevertingSDEScheduler, MeanRevertingSDESchedulerOutput
 
-__all__ = ["MeanRevertingSDEScheduler", "MeanRevertingSDESchedulerOutput"]
+__all__ = ["SAMPLER_PRESETS", "MeanRevertingSDEScheduler", "MeanRevertingSDESchedulerOutput"]

@@ -55,6 +55,14 @@ from diffusers.utils.torch_utils import randn_tensor
 
 TimestepLike = int | torch.Tensor
 ALGORITHM_TYPES = ("euler_maruyama", "posterior")
+#: Named samplers as scheduler config overrides, for `MeanRevertingSDEScheduler.from_config(config, **preset)`:
+#: the released Euler-Maruyama sampler (every step of T), the few-step posterior sampler (stochastic, eta = 1) and its
+#: deterministic mean path (eta = 0).
+SAMPLER_PRESETS: dict[str, dict[str, str | float]] = {
+    "released": {"algorithm_type": "euler_maruyama"},
+    "posterior": {"algorithm_type": "posterior", "eta": 1.0},
+    "posterior_ode": {"algorithm_type": "posterior", "eta": 0.0},
+}
 
 
 @dataclass

@@ -102,6 +102,9 @@ def test_build_demo_layout(checkpoint: Path) -> None:
     assert {"editor", "sampler", "steps", "resampling", "seed", "run", "result", "structure", "mask"} <= elem_ids
     (examples,) = [block for block in demo.blocks.values() if isinstance(block, gr.Dataset)]
     assert len(examples.samples) == 3
+    (sampler,) = [block for block in demo.blocks.values() if block.elem_id == "sampler"]
+    (steps,) = [block for block in demo.blocks.values() if block.elem_id == "steps"]
+    assert sampler.value == app.DEFAULT_SAMPLER == "posterior" and steps.interactive  # few-step by default
     assert demo._queue.default_concurrency_limit == 1
 
 

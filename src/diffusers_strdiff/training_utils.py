@@ -498,7 +498,7 @@ def _resize_short_side(image: PIL.Image.Image, size: int) -> PIL.Image.Image:
 
 def _structure_sample(pixels: np.ndarray, known_mask: np.ndarray, canny_sigma: float) -> dict[str, torch.Tensor]:
     """One training sample from `(R, R, 3)` uint8 pixels and an `(R, R)` known mask (1 = known)."""
-    image = torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1).float() / 255
+    image = torch.from_numpy(np.array(pixels, copy=True)).permute(2, 0, 1).float() / 255
     return {
         "image": image,
         "gray": grayscale_map(image),

@@ -18,7 +18,7 @@ over all calls of the configuration; one untimed warm-up call first), network ev
 steps, resampling). The issue's target is at most 20 evaluations per image with PSNR within 0.3 dB of the reference on
 every bucket. Writes `bench_sampler.md` (the tables), `bench_sampler.json` (all numbers) and `psnr_vs_nfe.png`.
 
-    python benchmarks/bench_sampler.py                           # default checkpoint, 10 images per bucket (~2 h CPU)
+    python benchmarks/bench_sampler.py                           # default checkpoint, 10 images per bucket (~2 h)
     python benchmarks/bench_sampler.py --quick --checkpoint DIR  # smoke run: 1 image per bucket, N in {10, 5}
 """
 

@@ -30,6 +30,7 @@ from PIL import Image
 from diffusers_strdiff import (
     BUNDLED_EXAMPLES,
     DEFAULT_CHECKPOINT,
+    SAMPLER_PRESETS,
     DiscriminatorGatedResampling,
     MeanRevertingSDEScheduler,
     StrDiffusionInpaintPipeline,
@@ -67,7 +68,7 @@ def measure(args: argparse.Namespace, size: int, num_steps: int | None, resampli
     pipeline.set_progress_bar_config(disable=True)
     if num_steps is not None:
         pipeline.scheduler = MeanRevertingSDEScheduler.from_config(
-            pipeline.scheduler.config, algorithm_type="posterior", eta=1.0
+            pipeline.scheduler.config, **SAMPLER_PRESETS["posterior"]
         )
     image = Image.open(BUNDLED_EXAMPLES / f"{args.example}.png").convert("RGB").resize((size, size), Image.BICUBIC)
     mask = Image.open(BUNDLED_EXAMPLES / f"{args.example}_mask.png").convert("L").resize((size, size), Image.NEAREST)

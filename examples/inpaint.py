@@ -21,6 +21,7 @@ from PIL import Image
 from diffusers_strdiff import (
     BUNDLED_EXAMPLES,
     DEFAULT_CHECKPOINT,
+    SAMPLER_PRESETS,
     DiscriminatorGatedResampling,
     MeanRevertingSDEScheduler,
     StrDiffusionInpaintPipeline,
@@ -67,7 +68,7 @@ def main() -> None:
     pipeline = pipeline.to(args.device)
     if args.sampler == "posterior":
         pipeline.scheduler = MeanRevertingSDEScheduler.from_config(
-            pipeline.scheduler.config, algorithm_type="posterior", eta=1.0
+            pipeline.scheduler.config, **SAMPLER_PRESETS["posterior"]
         )
     image, mask = Image.open(args.image).convert("RGB"), Image.open(args.mask).convert("L")
     output = pipeline(

@@ -240,7 +240,7 @@ def test_assemble_pipeline_rejects_mismatched_timesteps(trained: dict[str, objec
     from diffusers_strdiff.schedulers import MeanRevertingSDEScheduler
 
     MeanRevertingSDEScheduler(num_train_timesteps=30).save_pretrained(tmp_path / "scheduler")
-    with pytest.raises(ArgumentValueError, match="different T"):
+    with pytest.raises(ArgumentValueError, match="different `num_train_timesteps`"):
         load_script("assemble_pipeline").main(
             [
                 "--structure", str(trained["train_structure"].output_dir),

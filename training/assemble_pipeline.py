@@ -3,19 +3,24 @@
 
 Each of `--structure`, `--texture` and `--discriminator` is a training output folder (holding `structure_unet/`,
 `texture_unet/` or `discriminator/`) or that component folder itself. The scheduler comes from `--scheduler`, else from
-the `scheduler/` folder saved next to the texture (or structure) network; all the schedulers found must agree on T.
+the `scheduler/` folder saved next to the texture (or structure) network; all the schedulers found must agree on T
+and on the prediction type (one scheduler serves both processes). The texture mean's fill (`mean_fill`) comes from
+`--mean_fill`, else from the `training_args.json` of the texture run.
 
     python training/assemble_pipeline.py --structure OUT_S --texture OUT_T --discriminator OUT_D --output_dir PIPELINE
 """
 
 import argparse
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
+from diffusers_strdiff.coarse_fill import MEAN_FILLS
 from diffusers_strdiff.models import StrDiffusionDiscriminator, StrDiffusionUNet2DModel
 from diffusers_strdiff.pipelines.pipeline_strdiffusion_inpaint import StrDiffusionInpaintPipeline
 from diffusers_strdiff.schedulers import MeanRevertingSDEScheduler
 from diffusers_strdiff.training_utils import (
+    TRAINING_ARGS_FILE,
     ArgumentPathError,
     ArgumentValueError,
     find_scheduler_folder,
@@ -40,6 +45,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--scheduler", type=str, default=None, help="A scheduler folder (default: the one saved with --texture)."
+    )
+    parser.add_argument(
+        "--mean_fill",
+        type=str,
+        default=None,
+        choices=MEAN_FILLS,
+        help="The texture mean's hole fill the texture net was trained with (default: read from its run's "
+        f"{TRAINING_ARGS_FILE}, else 'zeros').",
     )
     parser.add_argument("--output_dir", type=str, required=True, help="Where the pipeline is saved.")
     args = parser.parse_args(argv)
@@ -66,10 +79,21 @@ def load_scheduler(args: argparse.Namespace) -> MeanRevertingSDEScheduler:
         raise ArgumentValueError(
             "No scheduler found next to the components (`scheduler/` of a training output folder): pass --scheduler."
         )
-    timesteps = {name: scheduler.config.num_train_timesteps for name, scheduler in found.items()}
-    if len(set(timesteps.values())) > 1:
-        raise ArgumentValueError(f"The components were trained with different T: {timesteps}.")
+    for setting in ("num_train_timesteps", "prediction_type"):
+        values = {name: scheduler.config[setting] for name, scheduler in found.items()}
+        if len(set(values.values())) > 1:
+            raise ArgumentValueError(f"The components were trained with different `{setting}`: {values}.")
     return found.get("scheduler") or found.get("texture") or next(iter(found.values()))
+
+
+def texture_mean_fill(args: argparse.Namespace) -> str:
+    """`--mean_fill`, else the `mean_fill` recorded by the texture run (runs older than the option: 'zeros')."""
+    if args.mean_fill is not None:
+        return args.mean_fill
+    for folder in (Path(args.texture), Path(args.texture).parent):
+        if (folder / TRAINING_ARGS_FILE).is_file():
+            return json.loads((folder / TRAINING_ARGS_FILE).read_text()).get("mean_fill", "zeros")
+    return "zeros"
 
 
 def build_pipeline(args: argparse.Namespace) -> StrDiffusionInpaintPipeline:
@@ -87,6 +111,7 @@ def build_pipeline(args: argparse.Namespace) -> StrDiffusionInpaintPipeline:
             if args.discriminator is not None
             else None
         ),
+        mean_fill=texture_mean_fill(args),
     )
 
 

@@ -2,7 +2,7 @@
 """Trains the StrDiffusion discriminator D(t, y, x) that gates the adaptive resampling of the sampler.
 
 Per batch (as released `train/discriminator`): t ~ U{2..T}, y_t ~ texture marginal (y0 = image, mu_y = image * known
-mask), structure guidance x*_{t-1} = Eq.4 structure optimum from the ground-truth grayscale at the same t, and the
+mask, or with `--mean_fill` the coarse fill the texture net was trained with), structure guidance x*_{t-1} = Eq.4 structure optimum from the ground-truth grayscale at the same t, and the
 texture optimum y*_{t-1} = Eq.4(y_t, y0). Logits: real = D(t, y*_{t-1}, x*_{t-1}), fake = D(t, y_t, x*_{t-1}),
 anchor = D(t, y*_{t-1} M + y_t (1 - M), x*_{t-1}). Loss = mean softplus(-real) + mean softplus(fake) +
 TripletMarginLoss(margin 1, p 2)(anchor, real, fake). Adam lr 1e-4, betas (0.5, 0.99).
@@ -20,6 +20,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from diffusers_strdiff.coarse_fill import fill_hole
 from diffusers_strdiff.models import StrDiffusionDiscriminator
 from diffusers_strdiff.schedulers import MeanRevertingSDEScheduler
 from diffusers_strdiff.training_utils import (
@@ -27,10 +28,10 @@ from diffusers_strdiff.training_utils import (
     TrainingResult,
     TrainingTask,
     ValidationResult,
+    noisy_state,
     oracle_structure,
     parse_args,
     run_script,
-    sample_timesteps,
     train,
 )
 
@@ -80,13 +81,12 @@ def discriminator_logits(
     batch: dict[str, torch.Tensor],
     scheduler: MeanRevertingSDEScheduler,
     generator: torch.Generator,
+    mean_fill: str = "zeros",
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The (real, fake, anchor) logits of a batch, each of shape (B,), with the released sampling of states."""
     image, known_mask = batch["image"], batch["known_mask"]
-    mu = image * known_mask
-    timesteps = sample_timesteps(image.shape[0], scheduler.config.num_train_timesteps, generator)
-    noise = torch.randn(image.shape, generator=generator, device=image.device)
-    noisy = scheduler.add_noise(image, noise, timesteps, mu)
+    mu = fill_hole(image, known_mask, mean_fill)
+    timesteps, noisy = noisy_state(image, mu, scheduler, generator)
     structure = oracle_structure(batch["gray"], batch["edges"] * known_mask, timesteps, scheduler, generator)
     optimum = scheduler.optimal_reverse_state(noisy, image, timesteps, mu)
     real = model(optimum, timesteps, structure)
@@ -107,8 +107,9 @@ def compute_loss(
     batch: dict[str, torch.Tensor],
     scheduler: MeanRevertingSDEScheduler,
     generator: torch.Generator,
+    mean_fill: str = "zeros",
 ) -> torch.Tensor:
-    return discriminator_loss(*discriminator_logits(model, batch, scheduler, generator))
+    return discriminator_loss(*discriminator_logits(model, batch, scheduler, generator, mean_fill))
 
 
 def validate(
@@ -117,6 +118,7 @@ def validate(
     scheduler: MeanRevertingSDEScheduler,
     generator: torch.Generator,
     batch_size: int,
+    mean_fill: str = "zeros",
 ) -> ValidationResult:
     """
     Real / fake accuracy (logit > 0 / < 0), ranking accuracy (real > fake), mean logits and loss on the held-out
@@ -129,7 +131,7 @@ def validate(
         size = chunk["image"].shape[0]
         if not is_valid_batch_size(size):
             chunk = {name: tensor[: size - size % 4] for name, tensor in chunk.items()}
-        real, fake, anchor = discriminator_logits(model, chunk, scheduler, generator)
+        real, fake, anchor = discriminator_logits(model, chunk, scheduler, generator, mean_fill)
         logits.append((real, fake))
         losses.append(discriminator_loss(real, fake, anchor) * real.shape[0])
     real = torch.cat([pair[0] for pair in logits])
@@ -150,8 +152,8 @@ def main(argv: Sequence[str] | None = None) -> TrainingResult | None:
     task = TrainingTask(
         component_name=COMPONENT_NAME,
         build_model=build_model,
-        compute_loss=compute_loss,
-        validate=functools.partial(validate, batch_size=args.train_batch_size),
+        compute_loss=functools.partial(compute_loss, mean_fill=args.mean_fill),
+        validate=functools.partial(validate, batch_size=args.train_batch_size, mean_fill=args.mean_fill),
         description=(
             "The discriminator of StrDiffusion (Liu et al., CVPR 2024): a time-dependent DDGAN-style discriminator "
             "D(t, y, x) scoring whether a texture state y is one reverse step further than y_t and consistent with "

@@ -2,8 +2,9 @@
 """Trains the StrDiffusion structure network: a 1-channel U-Net denoising grayscale -> masked Canny edges.
 
 Structure SDE: x0 = grayscale image, mu_x = Canny edges (sigma 3.0) * known mask. Per batch, t ~ U{2..T},
-x_t ~ marginal(x0, t); the network's noise prediction gives the reverse-SDE mean step, matched (L1, hole x10) to the
-Eq.4 optimum x*_{t-1}(x_t, x0) (released `train/structure`).
+x_t ~ marginal(x0, t). With `--prediction_type epsilon` the network's noise prediction gives the reverse-SDE mean
+step, matched (L1, hole x10) to the Eq.4 optimum x*_{t-1}(x_t, x0) (released `train/structure`); with `sample` /
+`residual` its x0 estimate is matched to x0 with the same loss.
 
     python training/train_structure.py --train_data_dir IMAGES --validation_data_dir HELD_OUT --output_dir OUT
     accelerate launch training/train_structure.py ...
@@ -22,12 +23,12 @@ from diffusers_strdiff.training_utils import (
     ValidationResult,
     add_unet_arguments,
     check_unet_arguments,
+    denoising_loss,
     image_grid,
-    matching_loss,
+    noisy_state,
     parse_args,
     psnr,
     run_script,
-    sample_timesteps,
     train,
 )
 
@@ -41,8 +42,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def build_model(args: argparse.Namespace) -> StrDiffusionUNet2DModel:
     return StrDiffusionUNet2DModel(
-        in_channels=1, out_channels=1, base_channels=args.base_channels, depth=args.depth, guidance_channels=0
+        in_channels=1,
+        out_channels=1,
+        base_channels=args.base_channels,
+        depth=args.depth,
+        guidance_channels=0,
+        known_mask_channel=args.known_mask_channel,
     )
+
+
+def structure_prediction(
+    model: torch.nn.Module,
+    noisy: torch.Tensor,
+    timesteps: torch.Tensor | int,
+    mu: torch.Tensor,
+    known_mask: torch.Tensor,
+) -> torch.Tensor:
+    """The structure net's output, with the known mask as input when the net takes it."""
+    takes_mask = getattr(model, "module", model).config.known_mask_channel
+    return model(noisy, timesteps, mu, known_mask=known_mask if takes_mask else None).sample
 
 
 def compute_loss(
@@ -51,16 +69,12 @@ def compute_loss(
     scheduler: MeanRevertingSDEScheduler,
     generator: torch.Generator,
 ) -> torch.Tensor:
-    """MatchingLoss between the reverse-SDE mean step of the structure net and the Eq.4 optimum."""
+    """[`denoising_loss`] of the structure net (released MatchingLoss for the noise prediction)."""
     gray, known_mask = batch["gray"], batch["known_mask"]
     mu = batch["edges"] * known_mask
-    timesteps = sample_timesteps(gray.shape[0], scheduler.config.num_train_timesteps, generator)
-    noise = torch.randn(gray.shape, generator=generator, device=gray.device)
-    noisy = scheduler.add_noise(gray, noise, timesteps, mu)
-    noise_pred = model(noisy, timesteps, mu).sample
-    pred = scheduler.reverse_sde_mean(noise_pred, timesteps, noisy, mu)
-    target = scheduler.optimal_reverse_state(noisy, gray, timesteps, mu)
-    return matching_loss(pred, target, known_mask)
+    timesteps, noisy = noisy_state(gray, mu, scheduler, generator)
+    output = structure_prediction(model, noisy, timesteps, mu, known_mask)
+    return denoising_loss(output, timesteps, noisy, gray, mu, known_mask, scheduler)
 
 
 def sample_structure(
@@ -74,7 +88,7 @@ def sample_structure(
     """
     The structure reverse process alone, every step T..1 as the released sampler's early stage: before each step the
     known region of the state is replaced by a fresh sample of the structure marginal at t-1 with x0 = the known
-    grayscale (sampler.md §1 steps 1-3). Returns x_0 composited with the known grayscale.
+    grayscale (as the released sampler re-anchors the known region). Returns x_0 composited with the known grayscale.
     """
     scheduler.set_timesteps()
     sample = scheduler.initial_sample(mu, torch.randn(mu.shape, generator=generator, device=mu.device))
@@ -82,8 +96,8 @@ def sample_structure(
         noise = torch.randn(mu.shape, generator=generator, device=mu.device)
         anchor = scheduler.add_noise(known_gray, noise, timestep - 1, mu)
         sample = anchor * known_mask + sample * (1 - known_mask)
-        noise_pred = model(sample, timestep, mu).sample
-        sample = scheduler.step(noise_pred, timestep, sample, mu, generator=generator).prev_sample
+        output = structure_prediction(model, sample, timestep, mu, known_mask)
+        sample = scheduler.step(output, timestep, sample, mu, generator=generator).prev_sample
     return known_gray + sample * (1 - known_mask)
 
 

@@ -1,10 +1,12 @@
 # Copyright 2026 The diffusers-strdiff team. Licensed under the Apache License, Version 2.0.
 """Trains the StrDiffusion texture network: an RGB U-Net guided (SPADE) by a 1-channel structure map.
 
-Texture SDE: y0 = RGB image in [0, 1], mu_y = image * known mask. Per batch, t ~ U{2..T}, y_t ~ marginal(y0, t); the
-guidance S is the Eq.4 optimum x*_{t-1} of the structure SDE from a structure state x_t sampled at the same t with the
-ground-truth grayscale (the structure network is not used, as released). The reverse-SDE mean step of the texture
-net is matched (L1, hole x10) to the Eq.4 optimum y*_{t-1}(y_t, y0) (released `train/texture`).
+Texture SDE: y0 = RGB image in [0, 1], mu_y = image * known mask (released; `--mean_fill` puts a coarse classical
+fill in the hole instead). Per batch, t ~ U{2..T}, y_t ~ marginal(y0, t); the guidance S is the Eq.4 optimum x*_{t-1}
+of the structure SDE from a structure state x_t sampled at the same t with the ground-truth grayscale (the structure
+network is not used, as released). With `--prediction_type epsilon` the reverse-SDE mean step of the texture net is
+matched (L1, hole x10) to the Eq.4 optimum y*_{t-1}(y_t, y0) (released `train/texture`); with `sample` / `residual`
+its x0 estimate is matched to y0 with the same loss.
 
 Validation inpaints the held-out images with the same oracle structure guidance, or, with
 `--structure_model_name_or_path`, with the full `StrDiffusionInpaintPipeline` (trained structure + this texture net).
@@ -19,6 +21,7 @@ from collections.abc import Sequence
 
 import torch
 
+from diffusers_strdiff.coarse_fill import fill_hole
 from diffusers_strdiff.models import StrDiffusionUNet2DModel
 from diffusers_strdiff.pipelines.pipeline_strdiffusion_inpaint import StrDiffusionInpaintPipeline
 from diffusers_strdiff.schedulers import MeanRevertingSDEScheduler
@@ -29,15 +32,15 @@ from diffusers_strdiff.training_utils import (
     ValidationResult,
     add_unet_arguments,
     check_unet_arguments,
+    denoising_loss,
     find_scheduler_folder,
     image_grid,
     load_component,
-    matching_loss,
+    noisy_state,
     oracle_structure,
     parse_args,
     psnr,
     run_script,
-    sample_timesteps,
     train,
 )
 
@@ -71,12 +74,26 @@ def build_model(args: argparse.Namespace) -> StrDiffusionUNet2DModel:
         base_channels=args.base_channels,
         depth=args.depth,
         guidance_channels=0 if args.no_structure_guidance else 1,
+        known_mask_channel=args.known_mask_channel,
     )
 
 
-def is_guided(model: torch.nn.Module) -> bool:
-    """Whether `model` (possibly wrapped by accelerate for distributed training) takes a structure map."""
-    return getattr(model, "module", model).config.guidance_channels > 0
+def unwrapped_config(model: torch.nn.Module) -> dict:
+    """The config of `model`, possibly wrapped by accelerate for distributed training."""
+    return getattr(model, "module", model).config
+
+
+def texture_prediction(
+    model: torch.nn.Module,
+    noisy: torch.Tensor,
+    timesteps: torch.Tensor | int,
+    mu: torch.Tensor,
+    known_mask: torch.Tensor,
+    guidance: torch.Tensor | None,
+) -> torch.Tensor:
+    """The texture net's output, with the known mask as input when the net takes it."""
+    mask_input = known_mask if unwrapped_config(model).known_mask_channel else None
+    return model(noisy, timesteps, mu, guidance=guidance, known_mask=mask_input).sample
 
 
 def compute_loss(
@@ -84,20 +101,17 @@ def compute_loss(
     batch: dict[str, torch.Tensor],
     scheduler: MeanRevertingSDEScheduler,
     generator: torch.Generator,
+    mean_fill: str = "zeros",
 ) -> torch.Tensor:
-    """MatchingLoss between the reverse-SDE mean step of the texture net and the Eq.4 optimum."""
+    """[`denoising_loss`] of the texture net (released MatchingLoss for the noise prediction)."""
     image, known_mask = batch["image"], batch["known_mask"]
-    mu = image * known_mask
-    timesteps = sample_timesteps(image.shape[0], scheduler.config.num_train_timesteps, generator)
-    noise = torch.randn(image.shape, generator=generator, device=image.device)
-    noisy = scheduler.add_noise(image, noise, timesteps, mu)
+    mu = fill_hole(image, known_mask, mean_fill)
+    timesteps, noisy = noisy_state(image, mu, scheduler, generator)
     guidance = None
-    if is_guided(model):
+    if unwrapped_config(model).guidance_channels > 0:
         guidance = oracle_structure(batch["gray"], batch["edges"] * known_mask, timesteps, scheduler, generator)
-    noise_pred = model(noisy, timesteps, mu, guidance=guidance).sample
-    pred = scheduler.reverse_sde_mean(noise_pred, timesteps, noisy, mu)
-    target = scheduler.optimal_reverse_state(noisy, image, timesteps, mu)
-    return matching_loss(pred, target, known_mask)
+    output = texture_prediction(model, noisy, timesteps, mu, known_mask, guidance)
+    return denoising_loss(output, timesteps, noisy, image, mu, known_mask, scheduler)
 
 
 def inpaint_with_oracle_structure(
@@ -105,22 +119,23 @@ def inpaint_with_oracle_structure(
     batch: dict[str, torch.Tensor],
     scheduler: MeanRevertingSDEScheduler,
     generator: torch.Generator,
+    mean_fill: str = "zeros",
 ) -> torch.Tensor:
     """
     Texture reverse process T..1 guided at every step by the oracle structure of training (unguided for the
     no-structure ablation); known pixels pasted.
     """
     image, known_mask = batch["image"], batch["known_mask"]
-    mu = image * known_mask
+    mu = fill_hole(image, known_mask, mean_fill)
     structure_mu = batch["edges"] * known_mask
     scheduler.set_timesteps()
     sample = scheduler.initial_sample(mu, torch.randn(mu.shape, generator=generator, device=mu.device))
     for timestep in scheduler.timesteps.tolist():
         guidance = None
-        if is_guided(model):
+        if model.config.guidance_channels > 0:
             guidance = oracle_structure(batch["gray"], structure_mu, timestep, scheduler, generator)
-        noise_pred = model(sample, timestep, mu, guidance=guidance).sample
-        sample = scheduler.step(noise_pred, timestep, sample, mu, generator=generator).prev_sample
+        output = texture_prediction(model, sample, timestep, mu, known_mask, guidance)
+        sample = scheduler.step(output, timestep, sample, mu, generator=generator).prev_sample
     return image * known_mask + sample * (1 - known_mask)
 
 
@@ -131,14 +146,18 @@ def validate(
     generator: torch.Generator,
     structure_unet: StrDiffusionUNet2DModel | None = None,
     canny_sigma: float | None = None,
+    mean_fill: str = "zeros",
 ) -> ValidationResult:
     """Inpaints the held-out images: grid of masked input / output / ground truth, and the PSNR."""
     image, known_mask = batch["image"], batch["known_mask"]
     if structure_unet is None:
-        output = inpaint_with_oracle_structure(model, batch, scheduler, generator)
+        output = inpaint_with_oracle_structure(model, batch, scheduler, generator, mean_fill)
     else:
         pipeline = StrDiffusionInpaintPipeline(
-            structure_unet=structure_unet.to(model.device), texture_unet=model, scheduler=scheduler
+            structure_unet=structure_unet.to(model.device),
+            texture_unet=model,
+            scheduler=scheduler,
+            mean_fill=mean_fill,
         )
         pipeline.set_progress_bar_config(disable=True)
         output = pipeline(
@@ -185,14 +204,16 @@ def main(argv: Sequence[str] | None = None) -> TrainingResult | None:
     task = TrainingTask(
         component_name=COMPONENT_NAME,
         build_model=build_model,
-        compute_loss=compute_loss,
-        validate=functools.partial(validate, structure_unet=structure_unet, canny_sigma=args.canny_sigma),
+        compute_loss=functools.partial(compute_loss, mean_fill=args.mean_fill),
+        validate=functools.partial(
+            validate, structure_unet=structure_unet, canny_sigma=args.canny_sigma, mean_fill=args.mean_fill
+        ),
         description=(
-            "The texture network of StrDiffusion (Liu et al., CVPR 2024): an RGB U-Net predicting the noise of the "
-            "texture mean-reverting SDE (x0 = image, mu = known region of the image), guided through SPADE blocks by "
-            "a 1-channel structure map; trained with the released MatchingLoss against the Eq.4 optimum, with the "
-            "Eq.4 structure optimum from the ground-truth grayscale as guidance. Combine it with a structure network "
-            "and a discriminator with `training/assemble_pipeline.py`."
+            "The texture network of StrDiffusion (Liu et al., CVPR 2024): an RGB U-Net denoising the texture "
+            f"mean-reverting SDE (x0 = image, mu = known region of the image, hole filled with `{args.mean_fill}`), "
+            f"predicting `{args.prediction_type}`, guided through SPADE blocks by a 1-channel structure map (the Eq.4 "
+            "structure optimum from the ground-truth grayscale in training). Combine it with a structure network and "
+            "a discriminator with `training/assemble_pipeline.py`."
         ),
     )
     return train(args, task)

@@ -26,7 +26,7 @@ import random
 import re
 import shutil
 import sys
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,8 +47,10 @@ from diffusers.utils import is_tensorboard_available
 from huggingface_hub import ModelCard, ModelCardData, create_repo, upload_folder
 from tqdm.auto import tqdm
 
+from .coarse_fill import MEAN_FILLS
 from .masks import HOLE_RATIO_BUCKETS, MASK_IMAGE_EXTENSIONS, generate_irregular_mask, load_mask, load_mask_files
 from .schedulers import MeanRevertingSDEScheduler
+from .schedulers.scheduling_mean_reverting_sde import PREDICTION_TYPES
 from .structure import TRAINING_CANNY_SIGMA, edge_map, grayscale_map
 
 logger = get_logger(__name__, log_level="INFO")
@@ -59,6 +61,9 @@ IMAGE_EXTENSIONS: tuple[str, ...] = MASK_IMAGE_EXTENSIONS
 MODEL_CARD_TAGS: list[str] = ["inpainting", "strdiffusion", "diffusers", "mean-reverting-sde"]
 
 SCHEDULER_SUBFOLDER = "scheduler"
+TRAINING_ARGS_FILE = "training_args.json"
+"""The arguments of a finished run (without the Hub token), next to its networks: `assemble_pipeline.py` reads
+`mean_fill` from it."""
 CHECKPOINT_PREFIX = "checkpoint-"
 VALIDATION_SUBFOLDER = "validation"
 
@@ -67,6 +72,9 @@ VALIDATION_SEED = 0
 
 HOLE_WEIGHT = 10.0
 """Weight of the hole pixels in the released `MatchingLoss` (known pixels weigh 1)."""
+
+SCALED_IMAGE_CACHE_SIZE = 1024
+"""Decoded, downscaled images each [`InpaintingDataset`] keeps in memory for multi-scale crops (per worker)."""
 
 # First spawn-key entry of the seed sequences, one per independent random stream of a run.
 _SHUFFLE_STREAM, _SAMPLE_STREAM, _NOISE_STREAM, _VALIDATION_STREAM = range(4)
@@ -169,14 +177,29 @@ def parse_args(
     )
     crop = data.add_mutually_exclusive_group()
     crop.add_argument(
+        "--multiscale_crop",
+        dest="crop",
+        action="store_const",
+        const="multiscale",
+        help="Default: resize each image so that its short side is drawn uniformly from [resolution, "
+        "max_crop_scale * resolution] (never above its own size), then crop `--resolution` px at a random position. "
+        "The crops then show whole scenes at the scales users inpaint, not only close-up texture.",
+    )
+    crop.add_argument(
         "--random_crop",
         dest="crop",
         action="store_const",
         const="random",
-        help="Crop `--resolution` px at a random position (default, as released).",
+        help="Crop `--resolution` px at a random position of the full-resolution image (released).",
     )
     crop.add_argument(
         "--center_crop", dest="crop", action="store_const", const="center", help="Crop at the image centre."
+    )
+    data.add_argument(
+        "--max_crop_scale",
+        type=float,
+        default=4.0,
+        help="Largest short side of `--multiscale_crop`, in units of `--resolution`.",
     )
     data.add_argument(
         "--resize",
@@ -217,6 +240,23 @@ def parse_args(
         "--sde_schedule", type=str, default="cosine", choices=["cosine", "linear", "constant"], help="Theta schedule."
     )
     sde.add_argument("--sde_eps", type=float, default=0.005, help="exp(-bar_theta_T) of the SDE.")
+    sde.add_argument(
+        "--prediction_type",
+        type=str,
+        default="epsilon",
+        choices=PREDICTION_TYPES,
+        help="What the network predicts. 'epsilon' (released): the noise, trained with the released MatchingLoss on "
+        "the reverse-SDE step. 'sample' (x0) and 'residual' (x0 - mu): trained with the same L1 loss (hole x10) on "
+        "the x0 estimate. Saved in the scheduler config.",
+    )
+    sde.add_argument(
+        "--mean_fill",
+        type=str,
+        default="zeros",
+        choices=MEAN_FILLS,
+        help="Texture and discriminator runs: what the texture SDE's mean holds in the hole ('zeros' released, or a "
+        "coarse classical fill; see diffusers_strdiff.coarse_fill). `assemble_pipeline.py` copies it to the pipeline.",
+    )
 
     optimization = parser.add_argument_group("optimisation")
     optimization.add_argument("--train_batch_size", type=int, default=16, help="Batch size per device (released: 16).")
@@ -294,7 +334,7 @@ def parse_args(
     )
     misc.add_argument("--hub_token", type=str, default=None, help="Hub token; default: the cached login.")
 
-    parser.set_defaults(crop="random")
+    parser.set_defaults(crop="multiscale")
     if extra_arguments is not None:
         extra_arguments(parser)
     args = parser.parse_args(argv)
@@ -343,6 +383,8 @@ def _check_shared_arguments(args: argparse.Namespace) -> None:
         raise ArgumentValueError(
             f"`--num_train_timesteps` must be >= 2 (t is drawn from 2..T), got {args.num_train_timesteps}."
         )
+    if args.max_crop_scale < 1:
+        raise ArgumentValueError(f"`--max_crop_scale` must be >= 1, got {args.max_crop_scale}.")
     if args.canny_sigma <= 0:
         raise ArgumentValueError(f"`--canny_sigma` must be > 0, got {args.canny_sigma}.")
     if not 0.0 <= args.ema_decay <= 1.0:
@@ -376,6 +418,11 @@ def add_unet_arguments(parser: argparse.ArgumentParser) -> None:
         default=4,
         help="Number of U-Net levels (released: 4); `--resolution` must be divisible by 2**depth.",
     )
+    group.add_argument(
+        "--known_mask_channel",
+        action="store_true",
+        help="Give the network the known mask as an extra input channel (not in the released networks).",
+    )
 
 
 def check_unet_arguments(args: argparse.Namespace) -> None:
@@ -398,6 +445,7 @@ def build_noise_scheduler(args: argparse.Namespace) -> MeanRevertingSDEScheduler
         max_sigma=args.max_sigma,
         schedule=args.sde_schedule,
         eps=args.sde_eps,
+        prediction_type=args.prediction_type,
     )
 
 
@@ -552,6 +600,12 @@ class InpaintingDataset(torch.utils.data.Dataset):
 
     Keys are `epoch * len(dataset) + index` (see [`EpochShuffleSampler`]); the crop, flips and mask of a key come from
     a numpy generator seeded with `(seed, epoch, index)`.
+
+    Crops (`crop`): `"multiscale"` resizes the image so that its short side is drawn uniformly from [resolution,
+    max_crop_scale * resolution] (at most its own short side; smaller images are resized up to `resolution`), then
+    crops at a random position. The decoded image is kept in memory downscaled to that largest short side (at most
+    `SCALED_IMAGE_CACHE_SIZE` images), so large photos are decoded once. `"random"` (released) and `"center"` crop the
+    full-resolution image (`resize` first sets its short side to `resolution`).
     """
 
     def __init__(
@@ -565,7 +619,10 @@ class InpaintingDataset(torch.utils.data.Dataset):
         resize: bool = False,
         random_flip: bool = False,
         canny_sigma: float = TRAINING_CANNY_SIGMA,
+        max_crop_scale: float = 4.0,
     ) -> None:
+        if crop not in ("multiscale", "random", "center"):
+            raise ValueError(f"`crop` must be 'multiscale', 'random' or 'center', got {crop!r}.")
         self.images = images
         self.image_column = image_column
         self.masks = masks
@@ -575,19 +632,39 @@ class InpaintingDataset(torch.utils.data.Dataset):
         self.resize = resize
         self.random_flip = random_flip
         self.canny_sigma = canny_sigma
+        self.max_short_side = max(resolution, round(max_crop_scale * resolution))
+        self._scaled_images: OrderedDict[int, PIL.Image.Image] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self.images)
 
+    def _scaled_image(self, index: int) -> PIL.Image.Image:
+        """Image `index` as RGB with its short side at most `max_short_side` (LRU-cached)."""
+        if index in self._scaled_images:
+            self._scaled_images.move_to_end(index)
+            return self._scaled_images[index]
+        image = self.images[index][self.image_column].convert("RGB")
+        if min(image.size) > self.max_short_side:
+            image = _resize_short_side(image, self.max_short_side)
+        self._scaled_images[index] = image
+        if len(self._scaled_images) > SCALED_IMAGE_CACHE_SIZE:
+            self._scaled_images.popitem(last=False)
+        return image
+
     def __getitem__(self, key: int) -> dict[str, torch.Tensor]:
         epoch, index = divmod(int(key), len(self.images))
         rng = np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(_SAMPLE_STREAM, epoch, index)))
-        image = self.images[index][self.image_column].convert("RGB")
-        if self.resize or min(image.size) < self.resolution:
-            image = _resize_short_side(image, self.resolution)
+        if self.crop == "multiscale":
+            image = self._scaled_image(index)
+            largest = max(self.resolution, min(image.size))
+            image = _resize_short_side(image, int(rng.integers(self.resolution, largest + 1)))
+        else:
+            image = self.images[index][self.image_column].convert("RGB")
+            if self.resize or min(image.size) < self.resolution:
+                image = _resize_short_side(image, self.resolution)
         pixels = np.asarray(image)
         height, width = pixels.shape[:2]
-        if self.crop == "random":
+        if self.crop != "center":
             top = int(rng.integers(height - self.resolution + 1))
             left = int(rng.integers(width - self.resolution + 1))
         else:
@@ -683,6 +760,48 @@ def matching_loss(
 def sample_timesteps(batch_size: int, num_train_timesteps: int, generator: torch.Generator) -> torch.Tensor:
     """t ~ UniformInt{2, ..., T} per sample, as released (t = 1 is never trained)."""
     return torch.randint(2, num_train_timesteps + 1, (batch_size,), generator=generator, device=generator.device)
+
+
+def noisy_state(
+    original_sample: torch.Tensor, mu: torch.Tensor, scheduler: MeanRevertingSDEScheduler, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """
+    The opening of every training loss: t ~ U{2..T} per sample (`sample_timesteps`) and x_t ~ the forward marginal
+    (Eq.3) of `original_sample` around `mu`, in that order of draws from `generator`.
+
+    Returns:
+        `(timesteps, noisy)`: `(B,)` int64 times and the `(B, C, H, W)` states x_t.
+    """
+    timesteps = sample_timesteps(original_sample.shape[0], scheduler.config.num_train_timesteps, generator)
+    noise = torch.randn(original_sample.shape, generator=generator, device=original_sample.device)
+    return timesteps, scheduler.add_noise(original_sample, noise, timesteps, mu)
+
+
+def denoising_loss(
+    model_output: torch.Tensor,
+    timesteps: torch.Tensor,
+    noisy: torch.Tensor,
+    original_sample: torch.Tensor,
+    mu: torch.Tensor,
+    known_mask: torch.Tensor,
+    scheduler: MeanRevertingSDEScheduler,
+) -> torch.Tensor:
+    """
+    The training loss of a structure or texture network, for the scheduler's `prediction_type`:
+
+    * `"epsilon"` (released): [`matching_loss`] between the reverse-SDE mean step of the output and the Eq.4
+      optimum x*_{t-1}(x_t, x_0). Its gradient on the noise is scaled by the small step coefficients.
+    * `"sample"` / `"residual"`: [`matching_loss`] (L1, hole x10) between the x_0 estimate (unclipped) and x_0.
+
+    Shapes `(B, C, H, W)`; `timesteps` `(B,)`; `known_mask` `(B, 1, H, W)` with 1 = known.
+    """
+    if scheduler.config.prediction_type == "epsilon":
+        prediction = scheduler.reverse_sde_mean(model_output, timesteps, noisy, mu)
+        target = scheduler.optimal_reverse_state(noisy, original_sample, timesteps, mu)
+    else:
+        prediction = scheduler.predict_original_sample(model_output, timesteps, noisy, mu)
+        target = original_sample
+    return matching_loss(prediction, target, known_mask)
 
 
 def oracle_structure(
@@ -1015,6 +1134,7 @@ def train(args: argparse.Namespace, task: TrainingTask) -> TrainingResult | None
         resize=args.resize,
         random_flip=args.random_flip,
         canny_sigma=args.canny_sigma,
+        max_crop_scale=args.max_crop_scale,
     )
     samples_per_step = args.train_batch_size * accelerator.num_processes
     if len(train_dataset) < samples_per_step:
@@ -1193,6 +1313,7 @@ def train(args: argparse.Namespace, task: TrainingTask) -> TrainingResult | None
             results=results,
             validation_image=validation_image,
         )
+        (output_dir / TRAINING_ARGS_FILE).write_text(json.dumps(_tracker_config(args), indent=2) + "\n")
         logger.info(f"Saved {task.component_name} to {model_dir}")
         if repo_id is not None:
             push_folder_to_hub(args, repo_id, output_dir)

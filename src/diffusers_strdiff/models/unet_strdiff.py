@@ -251,7 +251,8 @@ class StrDiffusionUNet2DModel(ModelMixin, ConfigMixin):
     The noise-predicting U-Net of StrDiffusion (Liu et al., CVPR 2024), i.e. IR-SDE's conditional U-Net.
 
     It predicts the noise `eps_hat` of the mean-reverting SDE state `x_t` given its mean `mu` (the masked image or
-    masked edge map) and the integer time t. With `guidance_channels > 0` it is the structure-guided *texture*
+    masked edge map) and the integer time t (or, for networks trained with another `prediction_type` of
+    [`MeanRevertingSDEScheduler`], x_0 or x_0 - mu: the architecture is the same). With `guidance_channels > 0` it is the structure-guided *texture*
     network eps_phi(y_t, mu_y, t, S): every encoder level ends with a [`SPADEResidualBlock`] conditioned on the
     structure map S. With `guidance_channels = 0` it is the *structure* network eps_varphi(x_t, mu_x, t).
 
@@ -274,6 +275,9 @@ class StrDiffusionUNet2DModel(ModelMixin, ConfigMixin):
         attention_heads (`int`, *optional*, defaults to 4): Heads of the linear attention layers.
         attention_head_dim (`int`, *optional*, defaults to 32): Channels per head of the linear attention layers.
         spade_hidden_channels (`int`, *optional*, defaults to 16): Hidden channels of the SPADE normalizations.
+        known_mask_channel (`bool`, *optional*, defaults to `False`): Adds the known mask (1 = known) as one more
+            input channel, so that the network sees where the hole is even when `mu` has no zeros left (a classically
+            filled mean). Off for the released networks.
     """
 
     @register_to_config
@@ -287,6 +291,7 @@ class StrDiffusionUNet2DModel(ModelMixin, ConfigMixin):
         attention_heads: int = 4,
         attention_head_dim: int = 32,
         spade_hidden_channels: int = 16,
+        known_mask_channel: bool = False,
     ):
         super().__init__()
         if depth < 1 or base_channels < 4:
@@ -294,7 +299,9 @@ class StrDiffusionUNet2DModel(ModelMixin, ConfigMixin):
         temb_channels = 4 * base_channels
         level_channels = [base_channels * 2**level for level in range(depth + 1)]
 
-        self.conv_in = nn.Conv2d(2 * in_channels, base_channels, kernel_size=7, padding=3, bias=False)
+        # Input: cat(x_t - mu, mu) (released), plus the known mask when `known_mask_channel`.
+        input_channels = 2 * in_channels + int(known_mask_channel)
+        self.conv_in = nn.Conv2d(input_channels, base_channels, kernel_size=7, padding=3, bias=False)
         self.time_embedding = TimestepEmbedding(base_channels, temb_channels, act_fn="gelu")
 
         self.down_blocks = nn.ModuleList(
@@ -331,12 +338,25 @@ class StrDiffusionUNet2DModel(ModelMixin, ConfigMixin):
         self.conv_out = nn.Conv2d(base_channels, out_channels, kernel_size=3, padding=1)
 
     def _check_inputs(
-        self, sample: torch.Tensor, condition: torch.Tensor, guidance: torch.Tensor | None
+        self,
+        sample: torch.Tensor,
+        condition: torch.Tensor,
+        guidance: torch.Tensor | None,
+        known_mask: torch.Tensor | None,
     ) -> tuple[int, int]:
         """Validates the inputs and returns the bottom/right reflect padding that makes them multiples of 2**depth."""
         check_image_argument("sample", sample, self.config.in_channels)
         check_image_argument("condition", condition, self.config.in_channels)
         check_same_size("condition", condition, "sample", sample)
+        if self.config.known_mask_channel:
+            if known_mask is None:
+                raise ValueError(
+                    "`known_mask` is required: this network takes it as an input (known_mask_channel=True)."
+                )
+            check_image_argument("known_mask", known_mask, 1)
+            check_same_size("known_mask", known_mask, "sample", sample)
+        elif known_mask is not None:
+            raise ValueError("`known_mask` must be None: this network has no mask input (known_mask_channel=False).")
         if self.config.guidance_channels:
             if guidance is None:
                 raise ValueError(
@@ -364,6 +384,7 @@ class StrDiffusionUNet2DModel(ModelMixin, ConfigMixin):
         timestep: int | float | torch.Tensor,
         condition: torch.Tensor,
         guidance: torch.Tensor | None = None,
+        known_mask: torch.Tensor | None = None,
         return_dict: bool = True,
     ) -> UNet2DOutput | tuple[torch.Tensor]:
         r"""
@@ -379,18 +400,24 @@ class StrDiffusionUNet2DModel(ModelMixin, ConfigMixin):
                 The SDE mean mu (masked image or masked edge map, [0, 1], holes at 0).
             guidance (`torch.Tensor` of shape `(batch_size, guidance_channels, height, width)`, *optional*):
                 The structure map S (~[0, 1]) of a guided network; must be `None` for an unguided one.
+            known_mask (`torch.Tensor` of shape `(batch_size, 1, height, width)`, *optional*):
+                1 on known pixels, 0 in the hole; required by (and only accepted by) a network built with
+                `known_mask_channel=True`, which reads it as an extra input channel.
             return_dict (`bool`, *optional*, defaults to `True`):
                 Whether to return a [`~models.unets.unet_2d.UNet2DOutput`] instead of a plain tuple.
 
         Returns:
-            [`~models.unets.unet_2d.UNet2DOutput`] or `tuple`: the predicted noise eps_hat of shape
-            `(batch_size, out_channels, height, width)` (unbounded, ~unit variance), in `sample` or the first element.
+            [`~models.unets.unet_2d.UNet2DOutput`] or `tuple`: the prediction of shape
+            `(batch_size, out_channels, height, width)`: the noise eps_hat (unbounded, ~unit variance) for the
+            released networks, x_0 or x_0 - mu for networks trained with those prediction types; in `sample` or the
+            first element.
         """
-        pad_height, pad_width = self._check_inputs(sample, condition, guidance)
+        pad_height, pad_width = self._check_inputs(sample, condition, guidance, known_mask)
         timestep = timestep_tensor(timestep, sample.shape[0], sample.device)
         height, width = sample.shape[-2:]
 
-        hidden_states = torch.cat([sample - condition, condition], dim=1)
+        inputs = [sample - condition, condition] + ([known_mask.to(sample.dtype)] if known_mask is not None else [])
+        hidden_states = torch.cat(inputs, dim=1)
         hidden_states = F.pad(hidden_states, (0, pad_width, 0, pad_height), mode="reflect")
         hidden_states = self.conv_in(hidden_states)
         input_features = hidden_states

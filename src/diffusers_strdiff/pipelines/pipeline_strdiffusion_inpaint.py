@@ -18,6 +18,7 @@ from diffusers.pipelines.pipeline_utils import DiffusionPipeline
 from diffusers.utils import BaseOutput, logging
 from diffusers.utils.torch_utils import randn_tensor
 
+from ..coarse_fill import MEAN_FILLS, fill_hole
 from ..models import StrDiffusionDiscriminator, StrDiffusionUNet2DModel
 from ..schedulers import MeanRevertingSDEScheduler, MeanRevertingSDESchedulerOutput
 from ..structure import INFERENCE_CANNY_SIGMA, edge_map, grayscale_map
@@ -84,6 +85,10 @@ class StrDiffusionInpaintPipeline(DiffusionPipeline):
         texture_unet ([`StrDiffusionUNet2DModel`]): the SPADE-guided 3-channel texture network.
         scheduler ([`MeanRevertingSDEScheduler`]): the SDE shared by both processes.
         discriminator ([`StrDiffusionDiscriminator`], *optional*): needed only by the resampling callback.
+        mean_fill (`str`, defaults to `"zeros"`): what the texture SDE's mean holds in the hole: `"zeros"` (released)
+            or a coarse classical fill (`"telea"`, `"pyramid"`; see [`~diffusers_strdiff.coarse_fill.fill_hole`]). It
+            must be what the texture network was trained with; it is saved in `model_index.json`, so
+            `from_pretrained` restores it.
     """
 
     model_cpu_offload_seq = "structure_unet->texture_unet->discriminator"
@@ -104,8 +109,11 @@ class StrDiffusionInpaintPipeline(DiffusionPipeline):
         texture_unet: StrDiffusionUNet2DModel,
         scheduler: MeanRevertingSDEScheduler,
         discriminator: StrDiffusionDiscriminator | None = None,
+        mean_fill: str = "zeros",
     ) -> None:
         super().__init__()
+        if mean_fill not in MEAN_FILLS:
+            raise ValueError(f"`mean_fill` must be one of {MEAN_FILLS}, got {mean_fill!r}.")
         guided = texture_unet.config.guidance_channels > 0
         if guided and structure_unet is None:
             raise ValueError(
@@ -116,6 +124,7 @@ class StrDiffusionInpaintPipeline(DiffusionPipeline):
         self.register_modules(
             structure_unet=structure_unet, texture_unet=texture_unet, scheduler=scheduler, discriminator=discriminator
         )
+        self.register_to_config(mean_fill=mean_fill)
         self.image_processor = VaeImageProcessor(do_resize=False, do_normalize=False, do_convert_rgb=True)
         self.mask_processor = VaeImageProcessor(
             do_resize=False, do_normalize=False, do_binarize=True, do_convert_grayscale=True
@@ -123,6 +132,7 @@ class StrDiffusionInpaintPipeline(DiffusionPipeline):
         self._nfe: Counter[str] = Counter()
         self._noise_sampler: NoiseSampler | None = None
         self._generator: torch.Generator | list[torch.Generator] | None = None
+        self._known_mask: torch.Tensor | None = None
         self._progress_postfix: dict[str, Any] = {}
         self._structure_fraction = 0.4
 
@@ -242,7 +252,9 @@ class StrDiffusionInpaintPipeline(DiffusionPipeline):
                 structure_anchor, anchor_timestep, structure_mu, noise, next_timestep=timestep
             )
         sample = structure_anchor * known_mask + sample * (1 - known_mask)
-        noise_prediction = self.structure_unet(sample, timestep, structure_mu).sample
+        noise_prediction = self.structure_unet(
+            sample, timestep, structure_mu, known_mask=self._mask_input(self.structure_unet, known_mask)
+        ).sample
         self._nfe["structure"] += 1
         return self._reverse_step(noise_prediction, timestep, sample, structure_mu, generator)
 
@@ -255,12 +267,19 @@ class StrDiffusionInpaintPipeline(DiffusionPipeline):
         generator: torch.Generator | list[torch.Generator] | None,
     ) -> MeanRevertingSDESchedulerOutput:
         """
-        One texture denoising step guided by a structure map. Shapes `(B, 3, H, W)`, guidance `(B, 1, H, W)`.
-        Returns the scheduler output (`prev_sample`, `pred_original_sample`).
+        One texture denoising step guided by a structure map. Shapes `(B, 3, H, W)`, guidance `(B, 1, H, W)`. A texture
+        network with a mask input channel gets the known mask of the current call. Returns the scheduler output
+        (`prev_sample`, `pred_original_sample`).
         """
-        noise_prediction = self.texture_unet(sample, timestep, texture_mu, guidance).sample
+        known_mask = self._mask_input(self.texture_unet, self._known_mask)
+        noise_prediction = self.texture_unet(sample, timestep, texture_mu, guidance, known_mask=known_mask).sample
         self._nfe["texture"] += 1
         return self._reverse_step(noise_prediction, timestep, sample, texture_mu, generator)
+
+    @staticmethod
+    def _mask_input(network: StrDiffusionUNet2DModel, known_mask: torch.Tensor | None) -> torch.Tensor | None:
+        """The known mask for networks that take it as an input channel, `None` for the others."""
+        return known_mask if network.config.known_mask_channel else None
 
     def _reverse_step(
         self,
@@ -491,11 +510,12 @@ class StrDiffusionInpaintPipeline(DiffusionPipeline):
         )
         known_image, known_mask = known_image.to(dtype), known_mask.to(dtype)
         known_gray, structure_mu = (gray * known_mask).to(dtype), (edges * known_mask).to(dtype)
-        texture_mu = known_image
+        texture_mu = fill_hole(known_image, known_mask, self.config.mean_fill)
 
         self._nfe = Counter()
         self._noise_sampler = noise_sampler
         self._generator = generator
+        self._known_mask = known_mask
         self._structure_fraction = structure_fraction
         self._progress_postfix = {}
         self.scheduler.set_timesteps(num_inference_steps, device=device)
@@ -548,6 +568,7 @@ class StrDiffusionInpaintPipeline(DiffusionPipeline):
         nfe = self.nfe
         self._noise_sampler = None
         self._generator = None
+        self._known_mask = None
         self.maybe_free_model_hooks()
 
         if output_type != "latent":

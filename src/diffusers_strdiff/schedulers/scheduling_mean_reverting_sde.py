@@ -10,8 +10,24 @@ where lambda is ``max_sigma``. Its marginal is Gaussian (paper Eq.3):
 
     x_t = mu + (x_0 - mu) exp(-bar_theta_t) + sigma_bar_t z,   sigma_bar_t^2 = lambda^2 (1 - exp(-2 bar_theta_t)),
 
-with ``bar_theta_t = thetas_cumsum[t] * dt``. The networks predict the noise ``eps_hat``; the score is
+with ``bar_theta_t = thetas_cumsum[t] * dt``. The released networks predict the noise ``eps_hat``; the score is
 ``-eps_hat / sigma_bar_t`` and the released sampler integrates the reverse SDE with Euler-Maruyama.
+
+Prediction types (``prediction_type``). Write ``B_t = e^{-bar_theta_t}``. The three parametrisations are linked by
+the marginal ``x_t - mu = B_t (x_0 - mu) + sigma_bar_t eps``:
+
+- ``"epsilon"`` (released): the network gives ``eps_hat``; ``x0_hat = mu + (x_t - mu - sigma_bar_t eps_hat) / B_t``.
+  The division by ``B_t`` (down to ``eps`` = 0.005 at t = T) multiplies the network's error by up to 200 at large t,
+  where the fill of the hole is decided.
+- ``"sample"``: the network gives ``x0_hat`` directly.
+- ``"residual"``: the network gives ``x0_hat - mu`` (the residual that the process decays), i.e.
+  ``x0_hat = mu + output``. It equals ``"sample"`` up to a skip connection from the mean: where the mean's hole holds a
+  coarse classical fill, an untrained network already starts from that fill.
+
+For the x_0 types the noise is ``eps_hat = (x_t - mu - B_t (x0_hat - mu)) / sigma_bar_t``, which divides by
+``sigma_bar_t`` (0 at t = 0, so t = 0 is never a step): at small t the x_0 error is amplified there instead, which is
+harmless because the states of small t carry the x_0 estimate almost unchanged. Every sampler works with every type:
+the Euler-Maruyama step uses ``eps_hat``, the posterior jumps use ``x0_hat``.
 
 Exact jumps (``algorithm_type="posterior"``). For integer times s < t write ``y = x - mu``,
 ``A = e^{-(bar_theta_t - bar_theta_s)}``, ``C = e^{-bar_theta_s}`` and ``B = A C = e^{-bar_theta_t}``. The process is
@@ -55,6 +71,7 @@ from diffusers.utils.torch_utils import randn_tensor
 
 TimestepLike = int | torch.Tensor
 ALGORITHM_TYPES = ("euler_maruyama", "posterior")
+PREDICTION_TYPES = ("epsilon", "sample", "residual")
 #: Named samplers as scheduler config overrides, for `MeanRevertingSDEScheduler.from_config(config, **preset)`:
 #: the released Euler-Maruyama sampler (every step of T), the few-step posterior sampler (stochastic, eta = 1) and its
 #: deterministic mean path (eta = 0).
@@ -118,8 +135,11 @@ class MeanRevertingSDEScheduler(SchedulerMixin, ConfigMixin):
             `"euler_maruyama"` (the released sampler) or `"posterior"` (exact jumps, any number of steps).
         eta (`float`, defaults to 1.0):
             Stochasticity in [0, 1]: 1 is the SDE / stochastic posterior, 0 the ODE / deterministic mean path.
+        prediction_type (`str`, defaults to `"epsilon"`):
+            What the network predicts: `"epsilon"` (the noise, the released networks), `"sample"` (x_0) or
+            `"residual"` (x_0 - mu). See the module docstring for the conversions and their limits.
         clip_sample (`bool`, defaults to `True`):
-            Posterior samplers only: clip the x_0 estimate to the data range [0, 1] (images, grayscale structure)
+            Posterior samplers (and the Euler-Maruyama sampler with an x_0 prediction type): clip the x_0 estimate to the data range [0, 1] (images, grayscale structure)
             before the jump, as diffusers' DDIM does. `x0_hat = mu + (...) / e^{-bar_theta_t}` amplifies the
             network's error by up to 1 / eps = 200 near t = T, and a few long jumps carry a large share of it into
             the state; the clipped estimate is also the returned `pred_original_sample`. The Euler-Maruyama sampler
@@ -139,6 +159,7 @@ class MeanRevertingSDEScheduler(SchedulerMixin, ConfigMixin):
         algorithm_type: str = "euler_maruyama",
         eta: float = 1.0,
         clip_sample: bool = True,
+        prediction_type: str = "epsilon",
     ) -> None:
         if num_train_timesteps < 1:
             raise ValueError(f"`num_train_timesteps` must be >= 1, got {num_train_timesteps}.")
@@ -154,6 +175,8 @@ class MeanRevertingSDEScheduler(SchedulerMixin, ConfigMixin):
             raise ValueError(f"`algorithm_type` must be one of {ALGORITHM_TYPES}, got {algorithm_type!r}.")
         if not 0.0 <= eta <= 1.0:
             raise ValueError(f"`eta` must be in [0, 1], got {eta}.")
+        if prediction_type not in PREDICTION_TYPES:
+            raise ValueError(f"`prediction_type` must be one of {PREDICTION_TYPES}, got {prediction_type!r}.")
 
         # lambda in image units; the released yml files give it in 8-bit units.
         self.max_sigma = max_sigma / 255 if max_sigma >= 1 else max_sigma
@@ -234,6 +257,22 @@ class MeanRevertingSDEScheduler(SchedulerMixin, ConfigMixin):
         self.prev_timesteps = prev_timesteps
         self.num_inference_steps = num_inference_steps
         self.timesteps = timesteps.to(device)
+
+    def scale_model_input(self, sample: torch.Tensor, timestep: TimestepLike | None = None) -> torch.Tensor:
+        """Returns `sample` unchanged: the networks take the SDE state as is (diffusers' scheduler interface)."""
+        return sample
+
+    def _check_schedule_timestep(self, timestep: TimestepLike) -> None:
+        """Raises a `ValueError` unless every entry of `timestep` is a time of the current schedule."""
+        values = timestep.detach().cpu().reshape(-1).tolist() if isinstance(timestep, torch.Tensor) else [timestep]
+        scheduled = set(self.timesteps.tolist())
+        outside = sorted({int(value) for value in values if int(value) not in scheduled})
+        if outside:
+            raise ValueError(
+                f"`timestep` {outside} is not a step of the current schedule: expected one of `scheduler.timesteps` "
+                f"({self.num_inference_steps} steps between {int(self.timesteps.min())} and "
+                f"{int(self.timesteps.max())}; t = 0 is the clean state and never a step)."
+            )
 
     def previous_timestep(self, timestep: TimestepLike) -> TimestepLike:
         """The time the step from `timestep` lands on in the current schedule (0 after the last step)."""
@@ -339,16 +378,41 @@ class MeanRevertingSDEScheduler(SchedulerMixin, ConfigMixin):
     def predict_original_sample(
         self, model_output: torch.Tensor, timestep: TimestepLike, sample: torch.Tensor, mu: torch.Tensor
     ) -> torch.Tensor:
-        """x_0 implied by a noise prediction: `mu + (x_t - mu - sigma_bar_t eps_hat) / e^{-bar_theta_t}`."""
+        """
+        x_0 implied by the network output of the configured `prediction_type`: `mu + (x_t - mu - sigma_bar_t eps_hat)
+        / e^{-bar_theta_t}` for `"epsilon"`, the output for `"sample"`, `mu + output` for `"residual"`. Not clipped.
+        """
+        prediction_type = self.config.prediction_type
+        if prediction_type == "sample":
+            return model_output
+        if prediction_type == "residual":
+            return mu + model_output
         sigma_bar = self._table(self.sigma_bars, timestep, sample)
         return mu + (sample - mu - sigma_bar * model_output) / self.mean_reversion_factor(timestep, sample)
+
+    def predict_noise(
+        self, model_output: torch.Tensor, timestep: TimestepLike, sample: torch.Tensor, mu: torch.Tensor
+    ) -> torch.Tensor:
+        """
+        The noise eps_hat implied by the network output: the output itself for `"epsilon"`, else
+        `(x_t - mu - e^{-bar_theta_t} (x0_hat - mu)) / sigma_bar_t` (t >= 1) with x0_hat clipped to [0, 1] when
+        `clip_sample`.
+        """
+        if self.config.prediction_type == "epsilon":
+            return model_output
+        original_sample = self.predict_original_sample(model_output, timestep, sample, mu)
+        if self.config.clip_sample:
+            original_sample = original_sample.clamp(0, 1)
+        decayed = self.mean_reversion_factor(timestep, sample) * (original_sample - mu)
+        return (sample - mu - decayed) / self._table(self.sigma_bars, timestep, sample)
 
     def reverse_sde_mean(
         self, model_output: torch.Tensor, timestep: TimestepLike, sample: torch.Tensor, mu: torch.Tensor
     ) -> torch.Tensor:
         """
-        The noise-free Euler-Maruyama step of the reverse SDE, `x_t - [theta_t (mu - x_t) - sigma_t^2 score] dt`.
-        This is what the released trainings match against the Eq.4 optimum (differentiable).
+        The noise-free Euler-Maruyama step of the reverse SDE, `x_t - [theta_t (mu - x_t) - sigma_t^2 score] dt`, for
+        a network output of the configured `prediction_type`. This is what the released trainings match against the
+        Eq.4 optimum (differentiable).
         """
         return self._euler_maruyama_mean(model_output, timestep, sample, mu, score_weight=1.0)
 
@@ -362,7 +426,7 @@ class MeanRevertingSDEScheduler(SchedulerMixin, ConfigMixin):
     ) -> torch.Tensor:
         theta = self._table(self.thetas, timestep, sample)
         sigma = self._table(self.sigmas, timestep, sample)
-        score = self.score_from_noise(model_output, timestep)
+        score = self.score_from_noise(self.predict_noise(model_output, timestep, sample, mu), timestep)
         return sample - (theta * (mu - sample) - score_weight * sigma**2 * score) * self.dt
 
     def optimal_reverse_state(
@@ -465,9 +529,10 @@ class MeanRevertingSDEScheduler(SchedulerMixin, ConfigMixin):
 
         Args:
             model_output (`torch.Tensor` of shape `(B, C, H, W)`):
-                The network's noise prediction eps_hat at (x_t, t).
+                The network's output at (x_t, t), of the configured `prediction_type` (eps_hat, x_0 or x_0 - mu).
             timestep (`int` or `torch.Tensor` of shape `()` or `(B,)`):
-                The current time t in 1..T, one per batch item if a 1-d tensor.
+                The current time t, one per batch item if a 1-d tensor; each must be in `timesteps` (a `ValueError`
+                names any that is not).
             sample (`torch.Tensor` of shape `(B, C, H, W)`):
                 The current state x_t.
             mu (`torch.Tensor` of shape `(B, C, H, W)`):
@@ -488,8 +553,12 @@ class MeanRevertingSDEScheduler(SchedulerMixin, ConfigMixin):
                 f"`model_output` {tuple(model_output.shape)}, `sample` {tuple(sample.shape)} and `mu` "
                 f"{tuple(mu.shape)} must have the same shape."
             )
+        self._check_schedule_timestep(timestep)
         eta = self.config.eta
         pred_original_sample = self.predict_original_sample(model_output, timestep, sample, mu)
+        uses_original_sample = self.config.algorithm_type == "posterior" or self.config.prediction_type != "epsilon"
+        if self.config.clip_sample and uses_original_sample:
+            pred_original_sample = pred_original_sample.clamp(0, 1)
 
         if self.config.algorithm_type == "euler_maruyama":
             # Reverse SDE family with the marginals of the forward process: eta = 1 SDE, eta = 0 probability-flow ODE.
@@ -501,8 +570,6 @@ class MeanRevertingSDEScheduler(SchedulerMixin, ConfigMixin):
             sample_coefficient, original_coefficient, std = self.jump_coefficients(
                 timestep, self.previous_timestep(timestep), sample, eta
             )
-            if self.config.clip_sample:
-                pred_original_sample = pred_original_sample.clamp(0, 1)
             mean = mu + sample_coefficient * (sample - mu) + original_coefficient * (pred_original_sample - mu)
 
         if eta == 0.0:

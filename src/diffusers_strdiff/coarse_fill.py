@@ -1,0 +1,88 @@
+# Copyright 2026 The diffusers-strdiff team. Licensed under the Apache License, Version 2.0.
+"""Coarse, learning-free fills of the hole, used as the texture SDE's mean mu.
+
+The released StrDiffusion sets the texture mean to the masked image, `mu = image * known_mask`: the hole is 0 (black).
+The process reverts towards that mean, so at large t the network sees a black hole plus noise and has to regress every
+hole pixel from the context alone. A coarse classical fill of the hole in mu gives it a starting point that already
+continues the colours around the hole; the network then only has to correct it (paired with the `"residual"`
+prediction type of [`MeanRevertingSDEScheduler`], an untrained network starts from the fill itself).
+
+The same function runs in training (`training/train_texture.py`) and in the pipeline (its `mean_fill` config entry),
+so the mean a network sees at inference is the one it was trained with.
+"""
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+MEAN_FILLS: tuple[str, ...] = ("zeros", "telea", "pyramid")
+"""`"zeros"`: the released mean (hole = 0). `"telea"`: OpenCV's fast-marching inpainting (Telea 2004, radius
+`TELEA_RADIUS`), computed on the 8-bit image. `"pyramid"`: push-pull interpolation over a pyramid of masked averages
+(float, batched, runs on any device)."""
+
+TELEA_RADIUS = 3
+"""Neighbourhood radius (px) of the Telea fill: the radius of the classical baseline of the evaluation harness."""
+
+
+def fill_hole(image: torch.Tensor, known_mask: torch.Tensor, method: str) -> torch.Tensor:
+    """
+    The texture SDE's mean: the known pixels of `image`, and a coarse fill of `method` in the hole.
+
+    Pixels of `image` under the hole are never read (they may hold anything, NaN included).
+
+    Args:
+        image (`torch.Tensor` of shape `(B, C, H, W)`): images in [0, 1].
+        known_mask (`torch.Tensor` of shape `(B, 1, H, W)`): 1 on known pixels, 0 in the hole (binary).
+        method (`str`): one of [`MEAN_FILLS`].
+
+    Returns:
+        `torch.Tensor` of shape `(B, C, H, W)` in [0, 1], `image`'s dtype and device; equal to `image` on known pixels.
+    """
+    if method not in MEAN_FILLS:
+        raise ValueError(f"`mean_fill` must be one of {MEAN_FILLS}, got {method!r}.")
+    known = known_mask.bool().expand_as(image)
+    known_image = torch.where(known, image, torch.zeros_like(image))
+    if method == "zeros":
+        return known_image
+    if method == "telea":
+        filled = _telea_fill(known_image, known_mask)
+    else:
+        filled = _pyramid_fill(known_image, known_mask)
+    return torch.where(known, known_image, filled.to(image.dtype))
+
+
+def _telea_fill(known_image: torch.Tensor, known_mask: torch.Tensor) -> torch.Tensor:
+    """Telea fill of each item on its 8-bit version; images without any known pixel stay 0."""
+    pixels = (known_image.detach().float().clamp(0, 1) * 255).round().to(torch.uint8)
+    pixels = pixels.permute(0, 2, 3, 1).cpu().numpy()
+    holes = (known_mask[:, 0] < 0.5).to(torch.uint8).mul(255).cpu().numpy()
+    filled = np.empty_like(pixels)
+    for index, (item, hole) in enumerate(zip(pixels, holes, strict=True)):
+        if hole.all():
+            filled[index] = 0
+            continue
+        result = cv2.inpaint(np.ascontiguousarray(item), hole, TELEA_RADIUS, cv2.INPAINT_TELEA)
+        filled[index] = result.reshape(item.shape)
+    return torch.from_numpy(filled).to(known_image.device).permute(0, 3, 1, 2).float() / 255
+
+
+def _pyramid_fill(known_image: torch.Tensor, known_mask: torch.Tensor) -> torch.Tensor:
+    """
+    Push-pull fill: average the known pixels over a pyramid of 2x2 blocks (weighted by how much of each block is
+    known) down to a single pixel, then, from the coarsest level up, give every pixel without known data the bilinear
+    upsampling of the level below. Smooth, a few milliseconds at 512 px.
+    """
+    values, weights = known_image.float(), known_mask.float()
+    pyramid = [(values, weights)]
+    while min(values.shape[-2:]) > 1:
+        weights_sum = F.avg_pool2d(weights, 2, ceil_mode=True)
+        values = F.avg_pool2d(values * weights, 2, ceil_mode=True) / weights_sum.clamp(min=1e-8)
+        weights = weights_sum
+        pyramid.append((values, weights))
+    filled = pyramid[-1][0]
+    for values, weights in reversed(pyramid[:-1]):
+        upsampled = F.interpolate(filled, size=values.shape[-2:], mode="bilinear", align_corners=False)
+        coverage = weights.clamp(max=1)
+        filled = coverage * values + (1 - coverage) * upsampled
+    return filled.clamp(0, 1)

@@ -20,6 +20,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
+from diffusers_strdiff.models import StrDiffusionUNet2DModel
 from diffusers_strdiff.training_utils import (
     ArgumentPathError,
     ArgumentValueError,
@@ -234,6 +235,57 @@ def test_no_structure_ablation_trains_and_assembles_without_structure_net(
         load_script("assemble_pipeline").main(
             ["--texture", str(guided.output_dir), "--output_dir", str(tmp_path / "bad")]
         )
+
+
+def test_x0_recipe_trains_warm_starts_and_assembles(data: dict[str, Path], tmp_path: Path) -> None:
+    """
+    The CPU recipe end to end: an unguided residual texture net with a Telea mean and a mask channel; a guided one
+    warm-started from it (every shared tensor copied, the SPADE blocks fresh); a structure net of the same prediction
+    type; the assembled pipeline restores the prediction type, the mask channels and the mean fill.
+    """
+    from diffusers_strdiff.pipelines.pipeline_strdiffusion_inpaint import StrDiffusionInpaintPipeline
+    from diffusers_strdiff.training_utils import load_component
+
+    recipe = ["--prediction_type", "residual", "--known_mask_channel"]
+    texture = load_script("train_texture")
+    unguided = texture.main(
+        tiny_args(data, tmp_path / "unguided", "train_texture", "--max_train_steps", "2", "--no_structure_guidance",
+                  "--mean_fill", "telea", *recipe)
+    )  # fmt: skip
+    guided = texture.main(
+        tiny_args(data, tmp_path / "guided", "train_texture", "--max_train_steps", "1", "--mean_fill", "telea",
+                  "--init_weights", str(unguided.output_dir), "--learning_rate", "0", *recipe)
+    )  # fmt: skip
+    base = load_component(StrDiffusionUNet2DModel, str(unguided.output_dir), "texture_unet").state_dict()
+    warm = load_component(StrDiffusionUNet2DModel, str(guided.output_dir), "texture_unet").state_dict()
+    shared = [name for name in warm if name in base]
+    assert shared and all(torch.equal(warm[name], base[name]) for name in shared)  # lr 0: the copied weights
+    assert any("spade" in name for name in warm if name not in base)
+    structure = load_script("train_structure").main(
+        tiny_args(data, tmp_path / "structure", "train_structure", "--max_train_steps", "1", *recipe)
+    )
+    pipeline_dir = tmp_path / "pipeline"
+    load_script("assemble_pipeline").main(
+        ["--structure", str(structure.output_dir), "--texture", str(guided.output_dir), "--output_dir",
+         str(pipeline_dir)]
+    )  # fmt: skip
+    pipeline = StrDiffusionInpaintPipeline.from_pretrained(pipeline_dir)
+    assert pipeline.config.mean_fill == "telea"
+    assert pipeline.scheduler.config.prediction_type == "residual"
+    assert pipeline.texture_unet.config.known_mask_channel and pipeline.structure_unet.config.known_mask_channel
+    mask = torch.zeros(1, 1, 32, 32)
+    mask[..., 4:20, 10:30] = 1
+    image = torch.rand(1, 3, 32, 32)
+    output = pipeline(image=image, mask_image=mask, generator=torch.manual_seed(0), output_type="pt").images
+    assert torch.isfinite(output).all() and torch.equal(output[..., mask[0, 0] == 0], image[..., mask[0, 0] == 0])
+    epsilon_structure = load_script("train_structure").main(
+        tiny_args(data, tmp_path / "structure_eps", "train_structure", "--max_train_steps", "1")
+    )
+    with pytest.raises(load_script("assemble_pipeline").ArgumentValueError, match="prediction_type"):
+        load_script("assemble_pipeline").main(
+            ["--structure", str(epsilon_structure.output_dir), "--texture", str(guided.output_dir), "--output_dir",
+             str(tmp_path / "bad")]
+        )  # fmt: skip
 
 
 def test_assemble_pipeline_rejects_mismatched_timesteps(trained: dict[str, object], tmp_path: Path) -> None:

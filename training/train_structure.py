@@ -30,6 +30,7 @@ from diffusers_strdiff.training_utils import (
     psnr,
     run_script,
     train,
+    warm_start,
 )
 
 COMPONENT_NAME = "structure_unet"
@@ -41,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def build_model(args: argparse.Namespace) -> StrDiffusionUNet2DModel:
-    return StrDiffusionUNet2DModel(
+    model = StrDiffusionUNet2DModel(
         in_channels=1,
         out_channels=1,
         base_channels=args.base_channels,
@@ -49,6 +50,7 @@ def build_model(args: argparse.Namespace) -> StrDiffusionUNet2DModel:
         guidance_channels=0,
         known_mask_channel=args.known_mask_channel,
     )
+    return model if args.init_weights is None else warm_start(model, args.init_weights, COMPONENT_NAME)
 
 
 def structure_prediction(

@@ -42,6 +42,7 @@ from diffusers_strdiff.training_utils import (
     psnr,
     run_script,
     train,
+    warm_start,
 )
 
 COMPONENT_NAME = "texture_unet"
@@ -68,7 +69,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def build_model(args: argparse.Namespace) -> StrDiffusionUNet2DModel:
-    return StrDiffusionUNet2DModel(
+    model = StrDiffusionUNet2DModel(
         in_channels=3,
         out_channels=3,
         base_channels=args.base_channels,
@@ -76,6 +77,7 @@ def build_model(args: argparse.Namespace) -> StrDiffusionUNet2DModel:
         guidance_channels=0 if args.no_structure_guidance else 1,
         known_mask_channel=args.known_mask_channel,
     )
+    return model if args.init_weights is None else warm_start(model, args.init_weights, COMPONENT_NAME)
 
 
 def unwrapped_config(model: torch.nn.Module) -> dict:

@@ -423,10 +423,21 @@ def add_unet_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="Give the network the known mask as an extra input channel (not in the released networks).",
     )
+    group.add_argument(
+        "--init_weights",
+        type=str,
+        default=None,
+        help="Warm start: a trained network of the same family (training output, pipeline or component folder) "
+        "whose weights initialise every parameter of the new network with the same name and shape (e.g. an "
+        "unguided texture net for a guided one: the SPADE blocks start fresh). A fresh start resets optimiser and "
+        "step count; to continue a run use --resume_from_checkpoint.",
+    )
 
 
 def check_unet_arguments(args: argparse.Namespace) -> None:
     """Checks [`add_unet_arguments`]' values against the resolution."""
+    if args.init_weights is not None and not Path(args.init_weights).is_dir():
+        raise ArgumentPathError(f"--init_weights {args.init_weights!r} does not exist or is not a directory.")
     if args.base_channels < 1 or args.depth < 1:
         raise ArgumentValueError(
             f"`--base_channels` and `--depth` must be >= 1, got {args.base_channels} and {args.depth}."
@@ -1358,6 +1369,27 @@ def load_component(model_cls: type[ModelMixin], path: str, subfolder: str) -> Mo
     if folder.exists():
         raise ArgumentValueError(f"{path!r} holds neither {subfolder}/config.json nor config.json.")
     return model_cls.from_pretrained(path, subfolder=subfolder)
+
+
+def warm_start(model: ModelMixin, path: str, subfolder: str) -> ModelMixin:
+    """
+    Copies into `model` every parameter of the trained network at `path` (see [`load_component`]) that has the same
+    name and shape; logs how many were copied and which of `model`'s were left as initialised.
+
+    Raises:
+        ArgumentValueError: when no parameter matches (a network of another family).
+    """
+    source = load_component(type(model), path, subfolder).state_dict()
+    target = model.state_dict()
+    matching = {name: value for name, value in source.items() if name in target and value.shape == target[name].shape}
+    if not matching:
+        raise ArgumentValueError(f"--init_weights {path!r}: no parameter matches the new {type(model).__name__}.")
+    model.load_state_dict(matching, strict=False)
+    fresh = sorted({name.split(".")[0] + "." + name.split(".")[1] for name in target if name not in matching})
+    logger.info(
+        f"Warm start from {path}: {len(matching)} of {len(target)} tensors copied; fresh: {', '.join(fresh) or 'none'}."
+    )
+    return model
 
 
 def find_scheduler_folder(path: str) -> Path | None:

@@ -7,6 +7,8 @@ import torch
 from diffusers.callbacks import PipelineCallback
 from diffusers.configuration_utils import register_to_config
 
+from .pipelines.pipeline_strdiffusion_inpaint import StrDiffusionInpaintPipeline
+
 RESAMPLING_PRESETS: dict[str, dict[str, int]] = {
     # The constants hard-coded in the released sampler ("Places2, T=400"): (u_max, u_min, jump, re) = (6, 3, 5, 5).
     "released": {"resample_limit": 6, "min_attempts": 3, "resample_every": 5, "renoise_steps": 5},
@@ -31,10 +33,11 @@ class DiscriminatorGatedResampling(PipelineCallback):
       attempt `min_attempts` on the loop stops;
     - at most `resample_limit - 1` attempts are made (u_max is an exclusive bound in the released code).
 
-    The reference score of the first candidate is never updated (released behaviour, divergences #6) unless
+    The reference score of the first candidate is never updated (released behaviour) unless
     `update_reference_score=True`; `prefer_lower_score=False` flips the comparison to the paper's semantics (higher =
-    more consistent, divergences #5). Batches are processed item by item, each as the released batch-of-one sampler,
-    with its own generator when a list is given, so a batch equals the single-image calls.
+    more consistent). See docs/released_implementation.md, "Resampling: the reference score is never updated" and
+    "Resampling: lower discriminator scores win". Batches are processed item by item, each as the released
+    batch-of-one sampler, with its own generator when a list is given, so a batch equals the single-image calls.
 
     The callback re-noises and re-denoises through the pipeline's public one-step methods (`renoise_structure`,
     `structure_step`, `texture_step`, `discriminator_score`) and hands the accepted states back as `latents` and
@@ -51,15 +54,8 @@ class DiscriminatorGatedResampling(PipelineCallback):
         cutoff_step_ratio, cutoff_step_index: as in `PipelineCallback`; steps at or after the cutoff are not resampled.
     """
 
-    tensor_inputs = [
-        "latents",
-        "prev_latents",
-        "structure_latents",
-        "structure_anchor",
-        "texture_mu",
-        "structure_mu",
-        "known_mask",
-    ]
+    # Every tensor the pipeline offers: the resampling needs the step's inputs, states and means.
+    tensor_inputs = list(StrDiffusionInpaintPipeline._callback_tensor_inputs)
 
     @register_to_config
     def __init__(
@@ -98,8 +94,9 @@ class DiscriminatorGatedResampling(PipelineCallback):
         return step_index < int(num_steps * self.config.cutoff_step_ratio)
 
     def callback_fn(
-        self, pipeline: Any, step_index: int, timestep: int, callback_kwargs: dict[str, Any]
+        self, pipeline: Any, step_index: int, timestep: int | torch.Tensor, callback_kwargs: dict[str, Any]
     ) -> dict[str, Any]:
+        timestep = int(timestep)  # the pipeline passes the element of `scheduler.timesteps`, a 0-d tensor
         if step_index == 0:
             self.history = []
         timesteps = pipeline.scheduler.timesteps.tolist()

@@ -7,7 +7,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import PIL.Image
@@ -39,6 +39,40 @@ from diffusers_strdiff import StrDiffusionInpaintPipeline
 
 __all__ = ["StrDiffusionInpaintPipeline"]
 '''
+
+
+class SamplerConditions(NamedTuple):
+    """What step 3 of the pipeline's `__call__` prepares from the image and the mask (on the execution device)."""
+
+    image: torch.Tensor  # (B, 3, H, W) float32 input image, pasted back into the output's known region
+    known_mask: torch.Tensor  # (B, 1, H, W) 1 = known pixel, in the pipeline's dtype
+    gray: torch.Tensor  # (B, 1, H, W) float32 grayscale map of the image
+    known_gray: torch.Tensor  # the grayscale map's known region (the structure's x_0 there), pipeline dtype
+    structure_mu: torch.Tensor  # mean of the structure SDE: the masked edge map, pipeline dtype
+    texture_mu: torch.Tensor  # mean of the texture SDE: the known image with the hole filled by `mean_fill`
+
+
+def _hub_stub(repo_id: str, kwargs: dict[str, Any]) -> Path | None:
+    """The `pipeline_strdiffusion.py` stub of a Hub repo (downloaded or from the cache), `None` if it has none."""
+    from huggingface_hub import hf_hub_download
+
+    options = ("cache_dir", "revision", "token", "local_files_only", "proxies")
+    try:
+        path = hf_hub_download(
+            repo_id, f"{CUSTOM_PIPELINE_MODULE}.py", **{name: kwargs[name] for name in options if name in kwargs}
+        )
+    except Exception:  # no such file, repo or cache entry: diffusers reports a missing repo in its own words
+        return None
+    return Path(path)
+
+
+def _diffusers_dtype_argument() -> str:
+    """`dtype` for diffusers versions that accept it (those that deprecate `torch_dtype`), else `torch_dtype`."""
+    try:
+        from diffusers.utils.deprecation_utils import _resolve_dtype  # noqa: F401
+    except ImportError:
+        return "torch_dtype"
+    return "dtype"
 
 
 @dataclass
@@ -75,7 +109,8 @@ class StrDiffusionInpaintPipeline(DiffusionPipeline):
     the full StrDiffusion sampler with the discriminator-gated adaptive resampling of Eq.17.
 
     Both processes share one [`MeanRevertingSDEScheduler`]: the released code builds them from the same configuration
-    (same theta schedule, lambda, T and eps, divergences #34), only their mean `mu` differs, and `mu` is an argument of
+    (same theta schedule, lambda, T and eps; see docs/released_implementation.md, "Scheduler: one SDE shared by both
+    processes"), only their mean `mu` differs, and `mu` is an argument of
     every scheduler call. Both networks must therefore have been trained with the scheduler's T.
 
     Args:
@@ -135,6 +170,8 @@ class StrDiffusionInpaintPipeline(DiffusionPipeline):
         self._known_mask: torch.Tensor | None = None
         self._progress_postfix: dict[str, Any] = {}
         self._structure_fraction = 0.4
+        self._num_timesteps = 0
+        self._interrupt = False
 
     # ------------------------------------------------------------------ saving
 
@@ -162,10 +199,15 @@ class StrDiffusionInpaintPipeline(DiffusionPipeline):
         """
         Loads a pipeline folder or Hub repo written by [`save_pretrained`] (safetensors weights).
 
-        Works like [`~diffusers.DiffusionPipeline.from_pretrained`]. A folder saved by this class carries a
-        `pipeline_strdiffusion.py` stub that only imports the installed class; when the stub is exactly that,
-        `trust_remote_code` is not needed here because no remote code runs. Raises `FileNotFoundError` for a local
-        path that does not exist.
+        Works like [`~diffusers.DiffusionPipeline.from_pretrained`], for a local folder or a Hub id (`"org/name"`,
+        through the Hugging Face cache, also offline with `HF_HUB_OFFLINE=1`). A folder saved by this class carries a
+        `pipeline_strdiffusion.py` stub that only imports the installed class; when the stub is exactly that (for a
+        Hub id, the stub in the repo), `trust_remote_code` is not needed here because no remote code runs. Raises
+        `FileNotFoundError` for a local path that does not exist.
+
+        The weights' dtype is `dtype=` (diffusers' current name, e.g. `dtype=torch.bfloat16`); the older
+        `torch_dtype=` is accepted too. Either is passed on under the name the installed diffusers expects, so
+        neither triggers its deprecation warning.
         """
         location = Path(pretrained_model_name_or_path)
         if location.is_dir():
@@ -175,10 +217,17 @@ class StrDiffusionInpaintPipeline(DiffusionPipeline):
                     "expected a folder written by `StrDiffusionInpaintPipeline.save_pretrained`."
                 )
             stub = location / f"{CUSTOM_PIPELINE_MODULE}.py"
-            if stub.is_file() and stub.read_text(encoding="utf-8") == _CUSTOM_PIPELINE_SOURCE:
-                kwargs.setdefault("trust_remote_code", True)
         elif location.is_absolute() or str(pretrained_model_name_or_path).startswith((".", "~")) or location.exists():
             raise FileNotFoundError(f"`pretrained_model_name_or_path` {str(location)!r} does not exist.")
+        else:
+            stub = _hub_stub(str(pretrained_model_name_or_path), kwargs)
+        if stub is not None and stub.is_file() and stub.read_text(encoding="utf-8") == _CUSTOM_PIPELINE_SOURCE:
+            kwargs.setdefault("trust_remote_code", True)
+        dtype, torch_dtype = kwargs.pop("dtype", None), kwargs.pop("torch_dtype", None)
+        if dtype is not None and torch_dtype is not None:
+            raise ValueError("Pass `dtype` or `torch_dtype` (its older name), not both.")
+        if dtype is not None or torch_dtype is not None:
+            kwargs[_diffusers_dtype_argument()] = dtype if dtype is not None else torch_dtype
         return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
 
     # ------------------------------------------------------------------ building blocks (used by callbacks too)
@@ -188,6 +237,19 @@ class StrDiffusionInpaintPipeline(DiffusionPipeline):
         """Network evaluations of the current (or last) call, per network and in total."""
         counts = {name: self._nfe[name] for name in ("structure", "texture", "discriminator")}
         return {**counts, "total": sum(counts.values())}
+
+    @property
+    def num_timesteps(self) -> int:
+        """Number of denoising steps of the current (or last) call (`len(scheduler.timesteps)`)."""
+        return self._num_timesteps
+
+    @property
+    def interrupt(self) -> bool:
+        """
+        Whether the current call was interrupted: a callback that sets `pipeline._interrupt = True` makes the loop
+        skip its remaining steps (as in diffusers pipelines); the output is then built from the current state.
+        """
+        return self._interrupt
 
     @property
     def generator(self) -> torch.Generator | list[torch.Generator] | None:
@@ -320,12 +382,15 @@ class StrDiffusionInpaintPipeline(DiffusionPipeline):
         self._nfe["discriminator"] += len(scores)
         return torch.cat(scores)
 
-    def uses_structure(self, timestep: int, structure_fraction: float | None = None) -> bool:
-        """Whether `timestep` belongs to the early, structure-guided stage (t >= floor(fraction * T))."""
+    def uses_structure(self, timestep: int | torch.Tensor, structure_fraction: float | None = None) -> bool:
+        """
+        Whether `timestep` (an int or a 0-d tensor such as an element of `scheduler.timesteps`) belongs to the early,
+        structure-guided stage (t >= floor(fraction * T)).
+        """
         if self.structure_unet is None:
             return False
         fraction = self._structure_fraction if structure_fraction is None else structure_fraction
-        return timestep >= int(fraction * self.scheduler.config.num_train_timesteps)
+        return int(timestep) >= int(fraction * self.scheduler.config.num_train_timesteps)
 
     def set_progress_postfix(self, **postfix: Any) -> None:
         """Lets callbacks show information (e.g. resampling decisions) in the denoising progress bar's postfix."""
@@ -408,7 +473,175 @@ class StrDiffusionInpaintPipeline(DiffusionPipeline):
             )
         return image_tensor, 1 - fill_mask
 
-    # ------------------------------------------------------------------ call
+    # ------------------------------------------------------------------ call steps
+
+    def check_inputs(
+        self,
+        output_type: str,
+        structure_maps: str,
+        structure_fraction: float,
+        callback_on_step_end_tensor_inputs: list[str],
+    ) -> None:
+        """Checks the call's arguments that do not depend on the images (step 1 of `__call__`)."""
+        if output_type not in ("pil", "np", "pt", "latent"):
+            raise ValueError(f"`output_type` must be 'pil', 'np', 'pt' or 'latent', got {output_type!r}.")
+        if structure_maps not in ("known_pixels", "full_image"):
+            raise ValueError(f"`structure_maps` must be 'known_pixels' or 'full_image', got {structure_maps!r}.")
+        if not 0.0 <= structure_fraction <= 1.0:
+            raise ValueError(f"`structure_fraction` must be in [0, 1], got {structure_fraction}.")
+        unknown = [name for name in callback_on_step_end_tensor_inputs if name not in self._callback_tensor_inputs]
+        if unknown:
+            raise ValueError(
+                f"`callback_on_step_end_tensor_inputs` must be in {self._callback_tensor_inputs}, got {unknown}."
+            )
+
+    def prepare_conditions(
+        self,
+        image: torch.Tensor,
+        known_mask: torch.Tensor,
+        structure_maps: str,
+        canny_sigma: float,
+        structure_gray: torch.Tensor | None,
+        structure_edges: torch.Tensor | None,
+    ) -> SamplerConditions:
+        """
+        Computes the structure maps and both SDE means from the image and the known mask (step 3 of `__call__`): the
+        texture mean is the known image with its hole filled by `mean_fill`, the structure mean the masked edge map.
+        """
+        device, dtype = self._execution_device, self.texture_unet.dtype
+        image, known_mask = image.to(device), known_mask.to(device)
+        # Nothing under the hole may influence the result: blank it before any map is computed.
+        known_image = image * known_mask
+        gray, edges = self._structure_maps(
+            image if structure_maps == "full_image" else known_image,
+            known_mask,
+            structure_maps,
+            canny_sigma,
+            structure_gray,
+            structure_edges,
+        )
+        known_image, known_mask = known_image.to(dtype), known_mask.to(dtype)
+        return SamplerConditions(
+            image=image,
+            known_mask=known_mask,
+            gray=gray,
+            known_gray=(gray * known_mask).to(dtype),
+            structure_mu=(edges * known_mask).to(dtype),
+            texture_mu=fill_hole(known_image, known_mask, self.config.mean_fill),
+        )
+
+    def prepare_latents(
+        self,
+        texture_mu: torch.Tensor,
+        structure_mu: torch.Tensor,
+        generator: torch.Generator | list[torch.Generator] | None,
+        latents: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """
+        The start states x_T = mu + lambda z of the texture and the structure process (step 5 of `__call__`), drawn in
+        the released order (texture first). A caller-supplied texture start state `latents` replaces the texture draw
+        (the structure start state is still drawn).
+        """
+        batch_size = texture_mu.shape[0]
+        if isinstance(generator, list) and len(generator) != batch_size:
+            raise ValueError(f"`generator` is a list of {len(generator)} generators for a batch of {batch_size}.")
+        if latents is None:
+            latents = self.scheduler.initial_sample(
+                texture_mu, self.randn(tuple(texture_mu.shape), generator, texture_mu)
+            )
+        elif not isinstance(latents, torch.Tensor) or tuple(latents.shape) != tuple(texture_mu.shape):
+            shape = tuple(latents.shape) if isinstance(latents, torch.Tensor) else type(latents).__name__
+            raise ValueError(
+                f"`latents` (the texture start state x_T) must be a tensor of shape {tuple(texture_mu.shape)} "
+                f"(batch, 3, height, width of `image`), got {shape}."
+            )
+        else:
+            latents = latents.to(device=texture_mu.device, dtype=texture_mu.dtype)
+        structure_latents = None
+        if self.structure_unet is not None:
+            structure_latents = self.scheduler.initial_sample(
+                structure_mu, self.randn(tuple(structure_mu.shape), generator, structure_mu)
+            )
+        return latents, structure_latents
+
+    def _begin_call(
+        self,
+        generator: torch.Generator | list[torch.Generator] | None,
+        noise_sampler: NoiseSampler | None,
+        known_mask: torch.Tensor,
+        structure_fraction: float,
+    ) -> None:
+        """Resets the per-call state that the building blocks and callbacks read."""
+        self._nfe = Counter()
+        self._noise_sampler = noise_sampler
+        self._generator = generator
+        self._known_mask = known_mask
+        self._structure_fraction = structure_fraction
+        self._progress_postfix = {}
+        self._interrupt = False
+
+    def _end_call(self) -> None:
+        self._noise_sampler = None
+        self._generator = None
+        self._known_mask = None
+        self.maybe_free_model_hooks()
+
+    def _postprocess(
+        self,
+        conditions: SamplerConditions,
+        latents: torch.Tensor,
+        structure_prediction: torch.Tensor,
+        output_type: str,
+    ) -> tuple[Any, Any]:
+        """
+        Pastes the known pixels back (exact: the mask is binary) and converts to `output_type` (step 7): `"pt"` and
+        `"latent"` tensors come in the pipeline's dtype, as diffusers' image processor returns them; `"np"` is
+        float32 and `"pil"` uint8, both computed from the float32 composite.
+        """
+        known = conditions.known_mask.float()
+        images = conditions.image * known + latents.float() * (1 - known)
+        structures = None
+        if self.structure_unet is not None:
+            structures = conditions.gray * known + structure_prediction.float() * (1 - known)
+        if output_type == "latent":
+            return images.to(latents.dtype), None if structures is None else structures.to(latents.dtype)
+        images = images.clamp(0, 1)
+        if output_type == "pt":
+            images = images.to(latents.dtype)
+        images = self.image_processor.postprocess(images, output_type=output_type)
+        if structures is not None:
+            structures = structures.clamp(0, 1)
+            if output_type == "pt":
+                structures = structures.to(latents.dtype)
+            structures = self.mask_processor.postprocess(structures, output_type=output_type)
+        return images, structures
+
+    def _denoise_step(
+        self,
+        latents: torch.Tensor,
+        structure_latents: torch.Tensor | None,
+        timestep: int,
+        conditions: SamplerConditions,
+        generator: torch.Generator | list[torch.Generator] | None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None, tuple[torch.Tensor, torch.Tensor] | None]:
+        """
+        One step of the loop before the callback. Early stage: re-anchor and step the structure, then step the
+        texture guided by the new structure state; late stage: step the texture guided by its own channel mean
+        (released; docs/released_implementation.md, "Late stage: the texture guides itself"). Returns the new texture
+        and structure states and, in the early stage, the structure anchor and x_0 estimate of the step.
+        """
+        if not self.uses_structure(timestep):
+            guidance = latents.mean(dim=1, keepdim=True) if self.structure_unet is not None else None
+            latents = self.texture_step(latents, timestep, conditions.texture_mu, guidance, generator).prev_sample
+            return latents, structure_latents, None
+        structure_mu = conditions.structure_mu
+        structure_anchor = self.structure_anchor(conditions.known_gray, structure_mu, timestep, generator)
+        structure_output = self.structure_step(
+            structure_latents, timestep, structure_mu, structure_anchor, conditions.known_mask, generator
+        )
+        structure_latents = structure_output.prev_sample
+        latents = self.texture_step(latents, timestep, conditions.texture_mu, structure_latents, generator).prev_sample
+        return latents, structure_latents, (structure_anchor, structure_output.pred_original_sample)
 
     @torch.no_grad()
     def __call__(
@@ -417,6 +650,7 @@ class StrDiffusionInpaintPipeline(DiffusionPipeline):
         mask_image: ImageInput,
         num_inference_steps: int | None = None,
         generator: torch.Generator | list[torch.Generator] | None = None,
+        latents: torch.Tensor | None = None,
         output_type: str = "pil",
         return_dict: bool = True,
         structure_fraction: float = 0.4,
@@ -444,9 +678,14 @@ class StrDiffusionInpaintPipeline(DiffusionPipeline):
                 scheduler with `algorithm_type="posterior"`.
             generator (`torch.Generator` or a list with one per image, *optional*):
                 Makes the call reproducible; with one generator per image, a batch equals the single-image calls.
+            latents (`torch.Tensor` of shape `(B, 3, H, W)`, *optional*):
+                The texture start state x_T, as diffusers pipelines accept it; by default it is drawn as
+                `texture_mu + lambda * z`. When given, that first draw is skipped (the structure start state is still
+                drawn). Its shape is checked (`ValueError`); it is cast to the pipeline's device and dtype.
             output_type (`str`, defaults to `"pil"`):
-                `"pil"`, `"np"` or `"pt"` (clamped to [0, 1]), or `"latent"`: the raw `(B, 3, H, W)` float tensor of
-                the final state with the known pixels pasted back, unclamped.
+                `"pil"`, `"np"` or `"pt"` (clamped to [0, 1]), or `"latent"`: the raw `(B, 3, H, W)` tensor of the
+                final state with the known pixels pasted back, unclamped. As in diffusers, `"pt"` and `"latent"`
+                tensors have the pipeline's dtype (bfloat16 for a bfloat16 pipeline) and `"np"` arrays are float32.
             return_dict (`bool`, defaults to `True`): return a [`StrDiffusionInpaintPipelineOutput`] or a tuple.
             structure_fraction (`float`, defaults to 0.4):
                 Steps with `t >= floor(structure_fraction * T)` are structure-guided (released: 0.4).
@@ -454,22 +693,26 @@ class StrDiffusionInpaintPipeline(DiffusionPipeline):
                 How the grayscale / Canny structure maps are computed. `"known_pixels"`: only from known pixels (the
                 Canny detector is masked: normalised smoothing over known pixels, no edges on the hole border).
                 `"full_image"`: the released computation, Canny on the *whole* image before masking — it reads pixels
-                under the hole near its border (divergences #13); for parity experiments only.
+                under the hole near its border (docs/released_implementation.md, "Structure maps: Canny on the full
+                image"); for parity experiments only.
             canny_sigma (`float`, defaults to 2.0): the Canny sigma (released test value 2.0, training 3.0).
             structure_gray, structure_edges (`torch.Tensor` of shape `(B, 1, H, W)`, *optional*):
                 Precomputed grayscale / edge maps (reference configuration: e.g. the released maps of a parity
                 fixture). They are multiplied by the known mask before use.
             noise_sampler (`Callable`, *optional*):
                 `noise_sampler(shape, generator, device, dtype) -> Tensor` replaces every Gaussian draw. Draws happen
-                in the released order: the texture start noise, the structure start noise, then per early step the
-                structure anchor, the structure step, the texture step (and the callback's re-noising / structure
-                / texture steps), and per late step the texture step. With fewer steps than T each structure step
-                first draws the noise that moves the anchor up to its time (see `structure_step`). Reverse steps
-                consume a draw z as `x - drift - std * z`, forward steps as `x + drift + std * z`.
+                in the released order: the texture start noise (unless `latents` is given), the structure start
+                noise, then per early step the structure anchor, the structure step, the texture step (and the
+                callback's re-noising / structure / texture steps), and per late step the texture step. With fewer
+                steps than T each structure step first draws the noise that moves the anchor up to its time (see
+                `structure_step`). Reverse steps consume a draw z as `x - drift - std * z`, forward steps as
+                `x + drift + std * z`.
             callback_on_step_end (`Callable`, `PipelineCallback` or `MultiPipelineCallbacks`, *optional*):
-                Called after each step as `callback(pipeline, step_index, timestep, callback_kwargs)`; may replace
-                `latents` (the new texture state) and `structure_latents` (the new structure state) in what it
-                returns. [`~diffusers_strdiff.DiscriminatorGatedResampling`] gives the full StrDiffusion sampler.
+                Called after each step as `callback(pipeline, step_index, timestep, callback_kwargs)`, with `timestep`
+                the element of `scheduler.timesteps` (a 0-d tensor), as diffusers passes it; may replace `latents`
+                (the new texture state) and `structure_latents` (the new structure state) in what it returns.
+                Setting `pipeline._interrupt = True` skips the remaining steps (see `interrupt`).
+                [`~diffusers_strdiff.DiscriminatorGatedResampling`] gives the full StrDiffusion sampler.
             callback_on_step_end_tensor_inputs (`list[str]`, *optional*):
                 Names from `_callback_tensor_inputs` passed in `callback_kwargs` (taken from the callback itself for a
                 `PipelineCallback`).
@@ -477,104 +720,66 @@ class StrDiffusionInpaintPipeline(DiffusionPipeline):
         Returns:
             [`StrDiffusionInpaintPipelineOutput`] or `(images, structures)`.
         """
-        if output_type not in ("pil", "np", "pt", "latent"):
-            raise ValueError(f"`output_type` must be 'pil', 'np', 'pt' or 'latent', got {output_type!r}.")
-        if structure_maps not in ("known_pixels", "full_image"):
-            raise ValueError(f"`structure_maps` must be 'known_pixels' or 'full_image', got {structure_maps!r}.")
-        if not 0.0 <= structure_fraction <= 1.0:
-            raise ValueError(f"`structure_fraction` must be in [0, 1], got {structure_fraction}.")
+        # 1. Check the arguments
         if isinstance(callback_on_step_end, PipelineCallback | MultiPipelineCallbacks):
             callback_on_step_end_tensor_inputs = callback_on_step_end.tensor_inputs
         callback_on_step_end_tensor_inputs = callback_on_step_end_tensor_inputs or ["latents"]
-        unknown = [name for name in callback_on_step_end_tensor_inputs if name not in self._callback_tensor_inputs]
-        if unknown:
-            raise ValueError(
-                f"`callback_on_step_end_tensor_inputs` must be in {self._callback_tensor_inputs}, got {unknown}."
-            )
+        self.check_inputs(output_type, structure_maps, structure_fraction, callback_on_step_end_tensor_inputs)
 
+        # 2. Preprocess the image and the mask
         image, known_mask = self.prepare_inputs(image, mask_image)
-        batch_size, _, height, width = image.shape
-        if isinstance(generator, list) and len(generator) != batch_size:
-            raise ValueError(f"`generator` is a list of {len(generator)} generators for a batch of {batch_size}.")
-        device, dtype = self._execution_device, self.texture_unet.dtype
-        image, known_mask = image.to(device), known_mask.to(device)
-        # Nothing under the hole may influence the result: blank it before any map is computed.
-        known_image = image * known_mask
-        gray, edges = self._structure_maps(
-            image if structure_maps == "full_image" else known_image,
-            known_mask,
-            structure_maps,
-            canny_sigma,
-            structure_gray,
-            structure_edges,
+
+        # 3. Structure maps and the means of both SDEs
+        conditions = self.prepare_conditions(
+            image, known_mask, structure_maps, canny_sigma, structure_gray, structure_edges
         )
-        known_image, known_mask = known_image.to(dtype), known_mask.to(dtype)
-        known_gray, structure_mu = (gray * known_mask).to(dtype), (edges * known_mask).to(dtype)
-        texture_mu = fill_hole(known_image, known_mask, self.config.mean_fill)
+        known_mask, texture_mu, structure_mu = conditions.known_mask, conditions.texture_mu, conditions.structure_mu
+        self._begin_call(generator, noise_sampler, known_mask, structure_fraction)
 
-        self._nfe = Counter()
-        self._noise_sampler = noise_sampler
-        self._generator = generator
-        self._known_mask = known_mask
-        self._structure_fraction = structure_fraction
-        self._progress_postfix = {}
-        self.scheduler.set_timesteps(num_inference_steps, device=device)
-        timesteps = self.scheduler.timesteps.tolist()
+        # 4. Timesteps
+        self.scheduler.set_timesteps(num_inference_steps, device=texture_mu.device)
+        timesteps = self.scheduler.timesteps
+        self._num_timesteps = len(timesteps)
 
-        # x_T = mu + lambda z for both processes (the released start state).
-        latents = self.scheduler.initial_sample(texture_mu, self.randn(tuple(texture_mu.shape), generator, texture_mu))
-        structure_latents = None
-        if self.structure_unet is not None:
-            structure_latents = self.scheduler.initial_sample(
-                structure_mu, self.randn(tuple(structure_mu.shape), generator, structure_mu)
-            )
-        structure_prediction = known_gray
-        structure_anchor = known_gray
+        # 5. Start states x_T
+        latents, structure_latents = self.prepare_latents(texture_mu, structure_mu, generator, latents)
+        structure_prediction = structure_anchor = conditions.known_gray
 
-        with self.progress_bar(total=len(timesteps)) as progress_bar:
+        # 6. Denoising loop
+        with self.progress_bar(total=self._num_timesteps) as progress_bar:
             for step_index, timestep in enumerate(timesteps):
+                if self.interrupt:
+                    continue
+                t = int(timestep)
                 prev_latents = latents
-                if self.uses_structure(timestep):
-                    structure_anchor = self.structure_anchor(known_gray, structure_mu, timestep, generator)
-                    structure_output = self.structure_step(
-                        structure_latents, timestep, structure_mu, structure_anchor, known_mask, generator
-                    )
-                    structure_latents = structure_output.prev_sample
-                    structure_prediction = structure_output.pred_original_sample
-                    latents = self.texture_step(
-                        latents, timestep, texture_mu, structure_latents, generator
-                    ).prev_sample
-                else:
-                    # Late stage: the texture is guided by its own channel mean (released, divergences #14).
-                    guidance = latents.mean(dim=1, keepdim=True) if self.structure_unet is not None else None
-                    latents = self.texture_step(latents, timestep, texture_mu, guidance, generator).prev_sample
-
+                latents, structure_latents, step_structure = self._denoise_step(
+                    latents, structure_latents, t, conditions, generator
+                )
+                if step_structure is not None:
+                    structure_anchor, structure_prediction = step_structure
                 if callback_on_step_end is not None:
-                    local_values = locals()
-                    callback_kwargs = {name: local_values[name] for name in callback_on_step_end_tensor_inputs}
+                    step_tensors = {
+                        "latents": latents,
+                        "prev_latents": prev_latents,
+                        "structure_latents": structure_latents,
+                        "structure_anchor": structure_anchor,
+                        "texture_mu": texture_mu,
+                        "structure_mu": structure_mu,
+                        "known_mask": known_mask,
+                    }
+                    callback_kwargs = {name: step_tensors[name] for name in callback_on_step_end_tensor_inputs}
                     callback_outputs = callback_on_step_end(self, step_index, timestep, callback_kwargs)
                     latents = callback_outputs.pop("latents", latents)
                     structure_latents = callback_outputs.pop("structure_latents", structure_latents)
-                if self.uses_structure(timestep):
+                if self.uses_structure(t):
                     structure_latents = structure_anchor * known_mask + structure_latents * (1 - known_mask)
                 progress_bar.set_postfix(self._progress_postfix, refresh=False)
                 progress_bar.update()
 
-        # Paste back the known pixels (exact: the mask is binary).
-        images = image * known_mask.float() + latents.float() * (1 - known_mask.float())
-        structures = None
-        if self.structure_unet is not None:
-            structures = gray * known_mask.float() + structure_prediction.float() * (1 - known_mask.float())
+        # 7. Postprocess
         nfe = self.nfe
-        self._noise_sampler = None
-        self._generator = None
-        self._known_mask = None
-        self.maybe_free_model_hooks()
-
-        if output_type != "latent":
-            images = self.image_processor.postprocess(images.clamp(0, 1), output_type=output_type)
-            if structures is not None:
-                structures = self.mask_processor.postprocess(structures.clamp(0, 1), output_type=output_type)
+        self._end_call()
+        images, structures = self._postprocess(conditions, latents, structure_prediction, output_type)
         if not return_dict:
             return images, structures
         return StrDiffusionInpaintPipelineOutput(images=images, structures=structures, nfe=nfe)

@@ -30,10 +30,8 @@ from PIL import Image
 from diffusers_strdiff import (
     BUNDLED_EXAMPLES,
     DEFAULT_CHECKPOINT,
-    SAMPLER_PRESETS,
     DiscriminatorGatedResampling,
-    MeanRevertingSDEScheduler,
-    StrDiffusionInpaintPipeline,
+    load_pipeline,
 )
 
 WARMUP_SIZE = 64
@@ -64,12 +62,8 @@ def measure(args: argparse.Namespace, size: int, num_steps: int | None, resampli
     Times one configuration in this process; returns NFE, median seconds and peak memory. `num_steps` None is the
     released sampler, an int the posterior sampler with that many steps.
     """
-    pipeline = StrDiffusionInpaintPipeline.from_pretrained(args.checkpoint).to(args.device)
-    pipeline.set_progress_bar_config(disable=True)
-    if num_steps is not None:
-        pipeline.scheduler = MeanRevertingSDEScheduler.from_config(
-            pipeline.scheduler.config, **SAMPLER_PRESETS["posterior"]
-        )
+    sampler = "released" if num_steps is None else "posterior"
+    pipeline = load_pipeline(args.checkpoint, sampler, args.device, progress_bar=False)
     image = Image.open(BUNDLED_EXAMPLES / f"{args.example}.png").convert("RGB").resize((size, size), Image.BICUBIC)
     mask = Image.open(BUNDLED_EXAMPLES / f"{args.example}_mask.png").convert("L").resize((size, size), Image.NEAREST)
 

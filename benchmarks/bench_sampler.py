@@ -16,7 +16,7 @@ Reported per configuration: PSNR / SSIM per bucket and their difference to the r
 over all calls of the configuration; one untimed warm-up call first), network evaluations per image from
 `output.nfe` (structure / texture / discriminator / total) and the cost breakdown (main-loop structure steps, texture
 steps, resampling). The issue's target is at most 20 evaluations per image with PSNR within 0.3 dB of the reference on
-every bucket. Writes `bench_sampler.md` (the tables), `bench_sampler.json` (all numbers) and `psnr_vs_nfe.png`.
+every bucket. Writes `bench_sampler_report.md` (the tables), `bench_sampler.json` (all numbers) and `psnr_vs_nfe.png`.
 
     python benchmarks/bench_sampler.py                           # default checkpoint, 10 images per bucket (~2 h)
     python benchmarks/bench_sampler.py --quick --checkpoint DIR  # smoke run: 1 image per bucket, N in {10, 5}
@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
+import diffusers_strdiff
 from diffusers_strdiff import (
     DEFAULT_CHECKPOINT,
     HOLE_RATIO_BUCKETS,
@@ -41,9 +42,16 @@ from diffusers_strdiff import (
     DiscriminatorGatedResampling,
     MeanRevertingSDEScheduler,
     StrDiffusionInpaintPipeline,
-    build_eval_set,
 )
-from diffusers_strdiff.evaluation import EvalSample, InpaintingMethod, MethodOutput, psnr, run_method, ssim
+from diffusers_strdiff.evaluation import (
+    EvalSample,
+    InpaintingMethod,
+    MethodOutput,
+    build_eval_set,
+    psnr,
+    run_method,
+    ssim,
+)
 
 DEFAULT_STEPS = (50, 20, 10, 5)
 """Reverse-step counts benchmarked by default, besides N = T."""
@@ -146,9 +154,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def load_pipeline(checkpoint: Path, device: str) -> StrDiffusionInpaintPipeline:
     if not (checkpoint / "model_index.json").is_file():
         raise SystemExit(f"--checkpoint {str(checkpoint)!r} is not a pipeline folder (no model_index.json).")
-    pipeline = StrDiffusionInpaintPipeline.from_pretrained(checkpoint).to(device)
-    pipeline.set_progress_bar_config(disable=True)
-    return pipeline
+    return diffusers_strdiff.load_pipeline(checkpoint, "released", device, progress_bar=False)
 
 
 def sampler_configs(num_train_timesteps: int, args: argparse.Namespace) -> list[SamplerConfig]:
@@ -381,7 +387,7 @@ def write_outputs(
             cost_table(results),
         ]
     )
-    (args.output_dir / "bench_sampler.md").write_text(report + "\n", encoding="utf-8")
+    (args.output_dir / "bench_sampler_report.md").write_text(report + "\n", encoding="utf-8")
     payload: dict[str, Any] = {
         "settings": {key: str(value) for key, value in vars(args).items()},
         "num_train_timesteps": num_train_timesteps,
@@ -427,7 +433,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         results.append(result)
     report = write_outputs(results, buckets, args, num_train_timesteps, pipeline.scheduler.config.timestep_spacing)
     print("\n" + report)
-    print(f"\nWrote {args.output_dir / 'bench_sampler.md'}, bench_sampler.json and psnr_vs_nfe.png.")
+    print(f"\nWrote {args.output_dir / 'bench_sampler_report.md'}, bench_sampler.json and psnr_vs_nfe.png.")
     return 0
 
 

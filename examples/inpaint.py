@@ -21,10 +21,9 @@ from PIL import Image
 from diffusers_strdiff import (
     BUNDLED_EXAMPLES,
     DEFAULT_CHECKPOINT,
-    SAMPLER_PRESETS,
     DiscriminatorGatedResampling,
-    MeanRevertingSDEScheduler,
-    StrDiffusionInpaintPipeline,
+    load_pipeline,
+    use_sampler,
 )
 
 
@@ -62,14 +61,11 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
     args = parse_args()
     if args.loader == "diffusers":
+        # The generic loader, as for any Hub pipeline; the sampler is then chosen with `use_sampler`.
         pipeline = DiffusionPipeline.from_pretrained(args.checkpoint, trust_remote_code=True)
+        pipeline = use_sampler(pipeline, args.sampler).to(args.device)
     else:
-        pipeline = StrDiffusionInpaintPipeline.from_pretrained(args.checkpoint)
-    pipeline = pipeline.to(args.device)
-    if args.sampler == "posterior":
-        pipeline.scheduler = MeanRevertingSDEScheduler.from_config(
-            pipeline.scheduler.config, **SAMPLER_PRESETS["posterior"]
-        )
+        pipeline = load_pipeline(args.checkpoint, args.sampler, args.device)
     image, mask = Image.open(args.image).convert("RGB"), Image.open(args.mask).convert("L")
     output = pipeline(
         image=image,

@@ -16,10 +16,8 @@ from diffusers_strdiff import (
     DEFAULT_CHECKPOINT,
     MeanRevertingSDEScheduler,
     StrDiffusionInpaintPipeline,
-    build_eval_set,
-    build_methods,
-    evaluate,
 )
+from diffusers_strdiff.evaluation import build_eval_set, build_methods, evaluate
 
 from .test_evaluation import _independent_ssim, _write_photo
 

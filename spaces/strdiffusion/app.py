@@ -1,8 +1,16 @@
 """Hugging Face Space entry point: the StrDiffusion inpainting demo (build the folder with scripts/build_space.py)."""
 
-from diffusers_strdiff.app import build_demo
+import os
 
-demo = build_demo()
+from diffusers_strdiff.app import build_demo, default_device
+
+#: The pipeline to serve: the Space variable `STRDIFF_CHECKPOINT` (a Hub id such as `org/name`, or a folder), loaded
+#: with `StrDiffusionInpaintPipeline.from_pretrained` exactly as a Hub id is loaded anywhere else (through the Hugging
+#: Face cache); unset, the checkpoint bundled with the package.
+CHECKPOINT = os.environ.get("STRDIFF_CHECKPOINT") or None
+DEVICE = default_device()
+
+demo = build_demo(CHECKPOINT, device=DEVICE)
 
 if __name__ == "__main__":
     demo.launch()

@@ -1,49 +1,54 @@
-"""StrDiffusion (CVPR 2024) structure-guided diffusion inpainting as a diffusers plugin."""
+"""
+StrDiffusion (CVPR 2024) structure-guided diffusion inpainting as a diffusers plugin.
+
+The package root is the inference API (models, scheduler, pipeline, resampling callback, loading, masks, structure
+maps, conversion of released checkpoints). The evaluation harness (`diffusers_strdiff.evaluation`) and the training
+code (`diffusers_strdiff.training`) are imported on their own, so that `import diffusers_strdiff` stays light.
+"""
 
 from pathlib import Path
 
 from .callbacks import RESAMPLING_PRESETS, DiscriminatorGatedResampling
 from .conversion import convert_official_checkpoint, convert_official_pipeline
-from .evaluation import InpaintingMethod, build_eval_set, build_methods, evaluate, write_report
 from .masks import HOLE_RATIO_BUCKETS, generate_irregular_mask, hole_ratio, load_mask, load_mask_files
 from .models import SPADEResidualBlock, StrDiffusionDiscriminator, StrDiffusionUNet2DModel
-from .pipelines import StrDiffusionInpaintPipeline, StrDiffusionInpaintPipelineOutput
+from .pipelines import (
+    DEFAULT_CHECKPOINT,
+    StrDiffusionInpaintPipeline,
+    StrDiffusionInpaintPipelineOutput,
+    load_pipeline,
+    use_sampler,
+)
 from .schedulers import SAMPLER_PRESETS, MeanRevertingSDEScheduler, MeanRevertingSDESchedulerOutput
 from .structure import edge_map, grayscale_map
 
 __version__ = "0.1.0"
 
-#: The pipeline folder installed with the package (trained on the offline photo set; see its README.md):
-#: `StrDiffusionInpaintPipeline.from_pretrained(DEFAULT_CHECKPOINT)`.
-DEFAULT_CHECKPOINT = Path(__file__).parent / "checkpoints" / "strdiffusion-photos-64"
 #: Held-out photo + mask pairs installed with the package (`<name>.png` and `<name>_mask.png`, white = fill).
 BUNDLED_EXAMPLES = Path(__file__).parent / "examples"
 
 __all__ = [
     "BUNDLED_EXAMPLES",
     "DEFAULT_CHECKPOINT",
+    "HOLE_RATIO_BUCKETS",
     "RESAMPLING_PRESETS",
     "SAMPLER_PRESETS",
     "DiscriminatorGatedResampling",
-    "StrDiffusionInpaintPipeline",
-    "StrDiffusionInpaintPipelineOutput",
-    "convert_official_pipeline",
-    "HOLE_RATIO_BUCKETS",
-    "InpaintingMethod",
     "MeanRevertingSDEScheduler",
     "MeanRevertingSDESchedulerOutput",
     "SPADEResidualBlock",
     "StrDiffusionDiscriminator",
+    "StrDiffusionInpaintPipeline",
+    "StrDiffusionInpaintPipelineOutput",
     "StrDiffusionUNet2DModel",
-    "build_eval_set",
-    "build_methods",
     "convert_official_checkpoint",
+    "convert_official_pipeline",
     "edge_map",
-    "evaluate",
     "generate_irregular_mask",
     "grayscale_map",
     "hole_ratio",
     "load_mask",
     "load_mask_files",
-    "write_report",
+    "load_pipeline",
+    "use_sampler",
 ]

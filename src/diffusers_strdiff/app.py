@@ -19,14 +19,15 @@ import PIL.Image
 import torch
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 
-from . import BUNDLED_EXAMPLES, DiscriminatorGatedResampling, StrDiffusionInpaintPipeline
-from .cli import load_pipeline
+from . import BUNDLED_EXAMPLES
+from .callbacks import DiscriminatorGatedResampling
+from .pipelines import StrDiffusionInpaintPipeline, load_pipeline
 
 #: Uploads with a side longer than this are inpainted downscaled (the fill is upscaled back; see `inpaint`).
 DEFAULT_MAX_SIDE = 512
 #: Reverse steps the few-step (posterior) sampler starts with.
 DEFAULT_FEW_STEPS = 20
-#: (label, value) choices of the sampler control; the values are samplers of `diffusers_strdiff.cli.load_pipeline`.
+#: (label, value) choices of the sampler control; the values are samplers of `diffusers_strdiff.load_pipeline`.
 SAMPLER_CHOICES = [
     ("Full (released sampler, all T steps)", "released"),
     ("Few-step (posterior sampler)", "posterior"),

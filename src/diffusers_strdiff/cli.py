@@ -13,18 +13,6 @@ class CommandError(Exception):
     """A user error reported as one line on stderr with exit code 2."""
 
 
-def load_pipeline(checkpoint: str | None, sampler: str = "released", device: str = "cpu"):
-    """Loads a pipeline folder (default: the bundled checkpoint) and selects the sampler of its scheduler."""
-    from . import DEFAULT_CHECKPOINT, SAMPLER_PRESETS, MeanRevertingSDEScheduler, StrDiffusionInpaintPipeline
-
-    location = checkpoint or str(DEFAULT_CHECKPOINT)
-    if checkpoint is not None and not Path(location).exists() and Path(location).suffix:
-        raise CommandError(f"checkpoint not found: {location}")
-    pipeline = StrDiffusionInpaintPipeline.from_pretrained(location)
-    pipeline.scheduler = MeanRevertingSDEScheduler.from_config(pipeline.scheduler.config, **SAMPLER_PRESETS[sampler])
-    return pipeline.to(device)
-
-
 def _open_image(path: Path, name: str):
     from PIL import Image, UnidentifiedImageError
 
@@ -41,7 +29,8 @@ def _open_image(path: Path, name: str):
 def _inpaint(args: argparse.Namespace) -> None:
     import torch
 
-    from . import DiscriminatorGatedResampling
+    from .callbacks import DiscriminatorGatedResampling
+    from .pipelines.loading import load_pipeline
 
     image = _open_image(args.image, "image")
     mask = _open_image(args.mask, "mask")

@@ -1,3 +1,10 @@
+from .loading import DEFAULT_CHECKPOINT, load_pipeline, use_sampler
 from .pipeline_strdiffusion_inpaint import StrDiffusionInpaintPipeline, StrDiffusionInpaintPipelineOutput
 
-__all__ = ["StrDiffusionInpaintPipeline", "StrDiffusionInpaintPipelineOutput"]
+__all__ = [
+    "DEFAULT_CHECKPOINT",
+    "StrDiffusionInpaintPipeline",
+    "StrDiffusionInpaintPipelineOutput",
+    "load_pipeline",
+    "use_sampler",
+]

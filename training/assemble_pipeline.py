@@ -19,7 +19,7 @@ from diffusers_strdiff.coarse_fill import MEAN_FILLS
 from diffusers_strdiff.models import StrDiffusionDiscriminator, StrDiffusionUNet2DModel
 from diffusers_strdiff.pipelines.pipeline_strdiffusion_inpaint import StrDiffusionInpaintPipeline
 from diffusers_strdiff.schedulers import MeanRevertingSDEScheduler
-from diffusers_strdiff.training_utils import (
+from diffusers_strdiff.training import (
     TRAINING_ARGS_FILE,
     ArgumentPathError,
     ArgumentValueError,

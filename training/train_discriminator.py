@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from diffusers_strdiff.coarse_fill import fill_hole
 from diffusers_strdiff.models import StrDiffusionDiscriminator
 from diffusers_strdiff.schedulers import MeanRevertingSDEScheduler
-from diffusers_strdiff.training_utils import (
+from diffusers_strdiff.training import (
     ArgumentValueError,
     TrainingResult,
     TrainingTask,

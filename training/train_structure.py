@@ -17,7 +17,7 @@ import torch
 
 from diffusers_strdiff.models import StrDiffusionUNet2DModel
 from diffusers_strdiff.schedulers import MeanRevertingSDEScheduler
-from diffusers_strdiff.training_utils import (
+from diffusers_strdiff.training import (
     TrainingResult,
     TrainingTask,
     ValidationResult,

@@ -25,7 +25,7 @@ from diffusers_strdiff.coarse_fill import fill_hole
 from diffusers_strdiff.models import StrDiffusionUNet2DModel
 from diffusers_strdiff.pipelines.pipeline_strdiffusion_inpaint import StrDiffusionInpaintPipeline
 from diffusers_strdiff.schedulers import MeanRevertingSDEScheduler
-from diffusers_strdiff.training_utils import (
+from diffusers_strdiff.training import (
     ArgumentValueError,
     TrainingResult,
     TrainingTask,

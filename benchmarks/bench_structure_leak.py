@@ -2,7 +2,8 @@
 # Copyright 2026 The diffusers-strdiff team. Licensed under the Apache License, Version 2.0.
 """How much the hole's content leaks into the structure map, for the three ways of computing the Canny map.
 
-The released sampler runs Canny on the full ground-truth image and masks it afterwards (divergences #13): with
+The released sampler runs Canny on the full ground-truth image and masks it afterwards (see
+docs/released_implementation.md, "Structure maps: Canny on the full image"): with
 sigma = 2 the smoothing reaches ~4 sigma into the hole, so known pixels near the border carry edges caused by the
 hole content. For every held-out photo x seeded mask this script computes, on the *known* pixels:
 

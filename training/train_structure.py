@@ -27,11 +27,11 @@ from diffusers_strdiff.training import (
     image_grid,
     noisy_state,
     parse_args,
-    psnr,
     run_script,
     train,
     warm_start,
 )
+from diffusers_strdiff.utils import psnr
 
 COMPONENT_NAME = "structure_unet"
 

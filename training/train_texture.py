@@ -39,11 +39,11 @@ from diffusers_strdiff.training import (
     noisy_state,
     oracle_structure,
     parse_args,
-    psnr,
     run_script,
     train,
     warm_start,
 )
+from diffusers_strdiff.utils import psnr
 
 COMPONENT_NAME = "texture_unet"
 STRUCTURE_COMPONENT_NAME = "structure_unet"

@@ -5,9 +5,8 @@ import json
 import os
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import PIL.Image
@@ -15,88 +14,21 @@ import torch
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from diffusers.image_processor import VaeImageProcessor
 from diffusers.pipelines.pipeline_utils import DiffusionPipeline
-from diffusers.utils import BaseOutput, logging
-from diffusers.utils.torch_utils import randn_tensor
 
 from ..coarse_fill import MEAN_FILLS, fill_hole
 from ..models import StrDiffusionDiscriminator, StrDiffusionUNet2DModel
-from ..schedulers import MeanRevertingSDEScheduler, MeanRevertingSDESchedulerOutput
+from ..schedulers import MeanRevertingSDEScheduler
 from ..structure import INFERENCE_CANNY_SIGMA, edge_map, grayscale_map
-
-logger = logging.get_logger(__name__)
+from .hub_utils import CUSTOM_PIPELINE_MODULE, CUSTOM_PIPELINE_SOURCE, diffusers_dtype_argument, hub_stub_path
+from .pipeline_output import SamplerConditions, StrDiffusionInpaintPipelineOutput
+from .sampler_steps import NoiseSampler, StrDiffusionSamplerMixin
 
 ImageInput = (
     PIL.Image.Image | np.ndarray | torch.Tensor | list[PIL.Image.Image] | list[np.ndarray] | list[torch.Tensor]
 )
-NoiseSampler = Callable[
-    [tuple[int, ...], torch.Generator | list[torch.Generator] | None, torch.device, torch.dtype], torch.Tensor
-]
-
-CUSTOM_PIPELINE_MODULE = "pipeline_strdiffusion"
-_CUSTOM_PIPELINE_SOURCE = '''"""Lets `diffusers.DiffusionPipeline.from_pretrained(..., trust_remote_code=True)` find the installed class."""
-
-from diffusers_strdiff import StrDiffusionInpaintPipeline
-
-__all__ = ["StrDiffusionInpaintPipeline"]
-'''
 
 
-class SamplerConditions(NamedTuple):
-    """What step 3 of the pipeline's `__call__` prepares from the image and the mask (on the execution device)."""
-
-    image: torch.Tensor  # (B, 3, H, W) float32 input image, pasted back into the output's known region
-    known_mask: torch.Tensor  # (B, 1, H, W) 1 = known pixel, in the pipeline's dtype
-    gray: torch.Tensor  # (B, 1, H, W) float32 grayscale map of the image
-    known_gray: torch.Tensor  # the grayscale map's known region (the structure's x_0 there), pipeline dtype
-    structure_mu: torch.Tensor  # mean of the structure SDE: the masked edge map, pipeline dtype
-    texture_mu: torch.Tensor  # mean of the texture SDE: the known image with the hole filled by `mean_fill`
-
-
-def _hub_stub(repo_id: str, kwargs: dict[str, Any]) -> Path | None:
-    """The `pipeline_strdiffusion.py` stub of a Hub repo (downloaded or from the cache), `None` if it has none."""
-    from huggingface_hub import hf_hub_download
-
-    options = ("cache_dir", "revision", "token", "local_files_only", "proxies")
-    try:
-        path = hf_hub_download(
-            repo_id, f"{CUSTOM_PIPELINE_MODULE}.py", **{name: kwargs[name] for name in options if name in kwargs}
-        )
-    except Exception:  # no such file, repo or cache entry: diffusers reports a missing repo in its own words
-        return None
-    return Path(path)
-
-
-def _diffusers_dtype_argument() -> str:
-    """`dtype` for diffusers versions that accept it (those that deprecate `torch_dtype`), else `torch_dtype`."""
-    try:
-        from diffusers.utils.deprecation_utils import _resolve_dtype  # noqa: F401
-    except ImportError:
-        return "torch_dtype"
-    return "dtype"
-
-
-@dataclass
-class StrDiffusionInpaintPipelineOutput(BaseOutput):
-    """
-    Output of [`StrDiffusionInpaintPipeline`].
-
-    Args:
-        images (`list[PIL.Image.Image]`, `np.ndarray` or `torch.Tensor`):
-            The inpainted images in [0, 1] (uint8 for PIL), with the input's size; the known region equals the input.
-        structures (`list[PIL.Image.Image]`, `np.ndarray`, `torch.Tensor` or `None`):
-            The grayscale structure the structure network predicted for the hole (its x_0 estimate at the last
-            structure step), composited with the grayscale of the known region; 1 channel, [0, 1]. `None` for a
-            pipeline without structure network.
-        nfe (`dict[str, int]`):
-            Network evaluations of the call per network (`"structure"`, `"texture"`, `"discriminator"`) and `"total"`.
-    """
-
-    images: list[PIL.Image.Image] | np.ndarray | torch.Tensor
-    structures: list[PIL.Image.Image] | np.ndarray | torch.Tensor | None
-    nfe: dict[str, int] = field(default_factory=dict)
-
-
-class StrDiffusionInpaintPipeline(DiffusionPipeline):
+class StrDiffusionInpaintPipeline(DiffusionPipeline, StrDiffusionSamplerMixin):
     r"""
     Image inpainting with StrDiffusion (Liu et al., CVPR 2024, "Structure Matters").
 
@@ -183,7 +115,7 @@ class StrDiffusionInpaintPipeline(DiffusionPipeline):
         """
         super().save_pretrained(save_directory, **kwargs)
         with open(os.path.join(save_directory, f"{CUSTOM_PIPELINE_MODULE}.py"), "w", encoding="utf-8") as file:
-            file.write(_CUSTOM_PIPELINE_SOURCE)
+            file.write(CUSTOM_PIPELINE_SOURCE)
         index_path = os.path.join(save_directory, "model_index.json")
         with open(index_path, encoding="utf-8") as file:
             index = json.load(file)
@@ -220,14 +152,14 @@ class StrDiffusionInpaintPipeline(DiffusionPipeline):
         elif location.is_absolute() or str(pretrained_model_name_or_path).startswith((".", "~")) or location.exists():
             raise FileNotFoundError(f"`pretrained_model_name_or_path` {str(location)!r} does not exist.")
         else:
-            stub = _hub_stub(str(pretrained_model_name_or_path), kwargs)
-        if stub is not None and stub.is_file() and stub.read_text(encoding="utf-8") == _CUSTOM_PIPELINE_SOURCE:
+            stub = hub_stub_path(str(pretrained_model_name_or_path), kwargs)
+        if stub is not None and stub.is_file() and stub.read_text(encoding="utf-8") == CUSTOM_PIPELINE_SOURCE:
             kwargs.setdefault("trust_remote_code", True)
         dtype, torch_dtype = kwargs.pop("dtype", None), kwargs.pop("torch_dtype", None)
         if dtype is not None and torch_dtype is not None:
             raise ValueError("Pass `dtype` or `torch_dtype` (its older name), not both.")
         if dtype is not None or torch_dtype is not None:
-            kwargs[_diffusers_dtype_argument()] = dtype if dtype is not None else torch_dtype
+            kwargs[diffusers_dtype_argument()] = dtype if dtype is not None else torch_dtype
         return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
 
     # ------------------------------------------------------------------ building blocks (used by callbacks too)
@@ -255,146 +187,6 @@ class StrDiffusionInpaintPipeline(DiffusionPipeline):
     def generator(self) -> torch.Generator | list[torch.Generator] | None:
         """The generator(s) of the current call, for callbacks that draw noise."""
         return self._generator
-
-    def randn(
-        self, shape: tuple[int, ...], generator: torch.Generator | list[torch.Generator] | None, like: torch.Tensor
-    ) -> torch.Tensor:
-        """
-        Every Gaussian draw of the sampler goes through this method, in the released order. It uses the call's
-        `noise_sampler` when one was given (e.g. to replay recorded noise), otherwise `randn_tensor`.
-        """
-        if self._noise_sampler is not None:
-            noise = self._noise_sampler(shape, generator, like.device, like.dtype)
-            if tuple(noise.shape) != tuple(shape):
-                raise ValueError(f"`noise_sampler` returned shape {tuple(noise.shape)}, expected {tuple(shape)}.")
-            return noise.to(device=like.device, dtype=like.dtype)
-        return randn_tensor(shape, generator=generator, device=like.device, dtype=like.dtype)
-
-    def structure_anchor(
-        self,
-        known_gray: torch.Tensor,
-        structure_mu: torch.Tensor,
-        timestep: int,
-        generator: torch.Generator | list[torch.Generator] | None,
-    ) -> torch.Tensor:
-        """
-        A sample of the structure marginal one step below `timestep`, with x_0 = the known grayscale: what the
-        structure state's known region is replaced with before each structure step (released re-anchoring).
-        """
-        noise = self.randn(tuple(structure_mu.shape), generator, structure_mu)
-        return self.scheduler.add_noise(known_gray, noise, self.scheduler.previous_timestep(timestep), structure_mu)
-
-    def structure_step(
-        self,
-        sample: torch.Tensor,
-        timestep: int,
-        structure_mu: torch.Tensor,
-        structure_anchor: torch.Tensor,
-        known_mask: torch.Tensor,
-        generator: torch.Generator | list[torch.Generator] | None,
-        anchor_timestep: int | None = None,
-    ) -> MeanRevertingSDESchedulerOutput:
-        """
-        One structure denoising step: re-anchor the known region, evaluate the structure network, take one reverse
-        step of the scheduler. Shapes `(B, 1, H, W)`; `known_mask` is 1 on known pixels. Returns the scheduler output
-        (`prev_sample`, and the network's x_0 estimate `pred_original_sample`).
-
-        `structure_anchor` is a sample of the known structure at `anchor_timestep` (default: the time this step lands
-        on, as [`structure_anchor`] draws it). With the full schedule it is pasted as is, one step below the state's
-        time, as the released sampler does. With a sub-sampled schedule (fewer steps than T) that gap is a whole jump,
-        so the anchor is first moved up to `timestep` along the exact forward transition (one extra Gaussian draw):
-        the network then sees its known region at the noise level of `timestep`.
-        """
-        scheduler = self.scheduler
-        if scheduler.num_inference_steps < scheduler.config.num_train_timesteps:
-            if anchor_timestep is None:
-                anchor_timestep = scheduler.previous_timestep(timestep)
-            noise = self.randn(tuple(structure_anchor.shape), generator, structure_anchor)
-            structure_anchor = scheduler.forward_step(
-                structure_anchor, anchor_timestep, structure_mu, noise, next_timestep=timestep
-            )
-        sample = structure_anchor * known_mask + sample * (1 - known_mask)
-        noise_prediction = self.structure_unet(
-            sample, timestep, structure_mu, known_mask=self._mask_input(self.structure_unet, known_mask)
-        ).sample
-        self._nfe["structure"] += 1
-        return self._reverse_step(noise_prediction, timestep, sample, structure_mu, generator)
-
-    def texture_step(
-        self,
-        sample: torch.Tensor,
-        timestep: int,
-        texture_mu: torch.Tensor,
-        guidance: torch.Tensor | None,
-        generator: torch.Generator | list[torch.Generator] | None,
-    ) -> MeanRevertingSDESchedulerOutput:
-        """
-        One texture denoising step guided by a structure map. Shapes `(B, 3, H, W)`, guidance `(B, 1, H, W)`. A texture
-        network with a mask input channel gets the known mask of the current call. Returns the scheduler output
-        (`prev_sample`, `pred_original_sample`).
-        """
-        known_mask = self._mask_input(self.texture_unet, self._known_mask)
-        noise_prediction = self.texture_unet(sample, timestep, texture_mu, guidance, known_mask=known_mask).sample
-        self._nfe["texture"] += 1
-        return self._reverse_step(noise_prediction, timestep, sample, texture_mu, generator)
-
-    @staticmethod
-    def _mask_input(network: StrDiffusionUNet2DModel, known_mask: torch.Tensor | None) -> torch.Tensor | None:
-        """The known mask for networks that take it as an input channel, `None` for the others."""
-        return known_mask if network.config.known_mask_channel else None
-
-    def _reverse_step(
-        self,
-        noise_prediction: torch.Tensor,
-        timestep: int,
-        sample: torch.Tensor,
-        mu: torch.Tensor,
-        generator: torch.Generator | list[torch.Generator] | None,
-    ) -> MeanRevertingSDESchedulerOutput:
-        # The released step subtracts its draw (x - drift - std z); passing -z keeps a replayed stream exact.
-        noise = self.randn(tuple(sample.shape), generator, sample)
-        return self.scheduler.step(noise_prediction, timestep, sample, mu, variance_noise=-noise)
-
-    def renoise_structure(
-        self,
-        sample: torch.Tensor,
-        timestep: int,
-        next_timestep: int,
-        structure_mu: torch.Tensor,
-        generator: torch.Generator | list[torch.Generator] | None,
-    ) -> torch.Tensor:
-        """Moves the structure state from `timestep` up to `next_timestep` along the forward SDE (Eq.17's re-noising)."""
-        noise = self.randn(tuple(sample.shape), generator, sample)
-        return self.scheduler.forward_step(sample, timestep, structure_mu, noise, next_timestep=next_timestep)
-
-    def discriminator_score(self, texture: torch.Tensor, timestep: int, structure: torch.Tensor) -> torch.Tensor:
-        """
-        Discriminator logits `D(t, texture, structure)` of shape `(B,)`, each item scored as a batch of one (as the
-        released sampler does; the minibatch-stddev feature would otherwise mix the items). Pass the texture already
-        multiplied by the known mask, as the released sampler does.
-        """
-        if self.discriminator is None:
-            raise ValueError("This pipeline has no `discriminator`; load or pass one to use discriminator scores.")
-        timesteps = torch.full((1,), timestep, dtype=torch.long, device=texture.device)
-        scores = [
-            self.discriminator(texture[i : i + 1], timesteps, structure[i : i + 1]) for i in range(texture.shape[0])
-        ]
-        self._nfe["discriminator"] += len(scores)
-        return torch.cat(scores)
-
-    def uses_structure(self, timestep: int | torch.Tensor, structure_fraction: float | None = None) -> bool:
-        """
-        Whether `timestep` (an int or a 0-d tensor such as an element of `scheduler.timesteps`) belongs to the early,
-        structure-guided stage (t >= floor(fraction * T)).
-        """
-        if self.structure_unet is None:
-            return False
-        fraction = self._structure_fraction if structure_fraction is None else structure_fraction
-        return int(timestep) >= int(fraction * self.scheduler.config.num_train_timesteps)
-
-    def set_progress_postfix(self, **postfix: Any) -> None:
-        """Lets callbacks show information (e.g. resampling decisions) in the denoising progress bar's postfix."""
-        self._progress_postfix.update(postfix)
 
     # ------------------------------------------------------------------ inputs
 

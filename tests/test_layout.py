@@ -67,8 +67,8 @@ def test_no_import_cycle_between_modules():
         # A module always imports its parent packages first: those edges are not cycles of the code.
         targets = {target for target in _imports(path) if target in files and not name.startswith(f"{target}.")}
         graph[name] = targets - {name}
+    # `strdiff app` launches the app; the app loads through pipelines/loading.py, never through the CLI.
     assert "diffusers_strdiff.cli" not in graph["diffusers_strdiff.app"]
-    assert "diffusers_strdiff.app" not in graph["diffusers_strdiff.cli"]
     visiting, done = [], set()
 
     def visit(node: str) -> None:

@@ -89,6 +89,10 @@ class StrDiffusionInpaintPipeline(DiffusionPipeline):
             or a coarse classical fill (`"telea"`, `"pyramid"`; see [`~diffusers_strdiff.coarse_fill.fill_hole`]). It
             must be what the texture network was trained with; it is saved in `model_index.json`, so
             `from_pretrained` restores it.
+        default_num_inference_steps (`int`, *optional*): the number of reverse steps a call uses when it passes no
+            `num_inference_steps` and the scheduler is a posterior (few-step) sampler; saved in `model_index.json`
+            (the bundled checkpoint stores its recommended setting there). `None`, or the Euler-Maruyama sampler:
+            every step of the scheduler's T.
     """
 
     model_cpu_offload_seq = "structure_unet->texture_unet->discriminator"
@@ -110,6 +114,7 @@ class StrDiffusionInpaintPipeline(DiffusionPipeline):
         scheduler: MeanRevertingSDEScheduler,
         discriminator: StrDiffusionDiscriminator | None = None,
         mean_fill: str = "zeros",
+        default_num_inference_steps: int | None = None,
     ) -> None:
         super().__init__()
         if mean_fill not in MEAN_FILLS:
@@ -124,7 +129,7 @@ class StrDiffusionInpaintPipeline(DiffusionPipeline):
         self.register_modules(
             structure_unet=structure_unet, texture_unet=texture_unet, scheduler=scheduler, discriminator=discriminator
         )
-        self.register_to_config(mean_fill=mean_fill)
+        self.register_to_config(mean_fill=mean_fill, default_num_inference_steps=default_num_inference_steps)
         self.image_processor = VaeImageProcessor(do_resize=False, do_normalize=False, do_convert_rgb=True)
         self.mask_processor = VaeImageProcessor(
             do_resize=False, do_normalize=False, do_binarize=True, do_convert_grayscale=True
@@ -440,8 +445,9 @@ class StrDiffusionInpaintPipeline(DiffusionPipeline):
                 per image or one for the whole batch. A mask with nothing to fill raises a `ValueError`. Pixels of
                 `image` under the mask are never read.
             num_inference_steps (`int`, *optional*):
-                Reverse steps; `None` uses every step of the scheduler's T (the released sampler). Fewer steps need a
-                scheduler with `algorithm_type="posterior"`.
+                Reverse steps; `None` uses the pipeline's `default_num_inference_steps` with a posterior scheduler,
+                else every step of the scheduler's T (the released sampler). Fewer steps than T need a scheduler with
+                `algorithm_type="posterior"`.
             generator (`torch.Generator` or a list with one per image, *optional*):
                 Makes the call reproducible; with one generator per image, a batch equals the single-image calls.
             output_type (`str`, defaults to `"pil"`):
@@ -518,6 +524,8 @@ class StrDiffusionInpaintPipeline(DiffusionPipeline):
         self._known_mask = known_mask
         self._structure_fraction = structure_fraction
         self._progress_postfix = {}
+        if num_inference_steps is None and self.scheduler.config.algorithm_type == "posterior":
+            num_inference_steps = self.config.default_num_inference_steps
         self.scheduler.set_timesteps(num_inference_steps, device=device)
         timesteps = self.scheduler.timesteps.tolist()
 

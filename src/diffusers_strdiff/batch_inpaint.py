@@ -20,8 +20,11 @@ from pathlib import Path
 
 import PIL.Image
 import torch
+from accelerate.utils import gather_object
+from tqdm.auto import tqdm
 
 from .callbacks import DiscriminatorGatedResampling
+from .evaluation import process_state
 from .image_io import (
     binarize_mask,
     check_output_path,
@@ -348,11 +351,7 @@ def run_folder(
         The exit code: 0 when every pair succeeded (or was skipped), 1 when some failed, `EXIT_INTERRUPTED` after
         Ctrl-C.
     """
-    from accelerate import PartialState
-    from accelerate.utils import gather_object
-    from tqdm.auto import tqdm
-
-    state = PartialState()
+    state = process_state()
     if state.is_main_process:
         for path in plan.images_without_mask:
             print(f"no mask for image {path}: skipped", file=sys.stderr)

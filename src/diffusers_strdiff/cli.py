@@ -187,9 +187,8 @@ def _inpaint(args: argparse.Namespace) -> int:
 
 
 def _inpaint_folder(args: argparse.Namespace, image_dir: Path, mask: Path, output_dir: Path) -> int:
-    from accelerate import PartialState
-
     from . import batch_inpaint
+    from .evaluation import process_state
 
     if args.structure_output is not None:
         raise CommandError("--structure_output applies to one image; with folders use --save_structure")
@@ -197,7 +196,7 @@ def _inpaint_folder(args: argparse.Namespace, image_dir: Path, mask: Path, outpu
         plan = batch_inpaint.plan_folder(image_dir, mask, output_dir, args.overwrite, args.save_structure, args.concat)
     except ValueError as error:
         raise CommandError(str(error)) from error
-    state = PartialState()
+    state = process_state()
     device = args.device or (str(state.device) if state.num_processes > 1 else "cpu")  # accelerate: own device
     pipeline = load_pipeline(args.checkpoint, args.sampler, device)
     pipeline.set_progress_bar_config(disable=True)  # the run shows one bar over the images

@@ -239,7 +239,6 @@ def plan_folder(
         raise ValueError(f"mask not found: {mask}")
     if not matched:
         raise ValueError(f"no image of {image_dir} has a mask in {mask} (masks are matched by file stem).")
-    check_output_path(output_dir / "output.png", "--output")
     plan = FolderPlan([], [], [path for stem, path in images.items() if stem not in matched], masks_without_image)
     for stem, mask_path in matched.items():
         pair = InpaintPair(
@@ -251,6 +250,8 @@ def plan_folder(
             concat_output=output_dir / "concat" / f"{stem}.png" if concat else None,
         )
         (plan.skipped if pair.output.exists() and not overwrite else plan.todo).append(pair)
+    if plan.todo:
+        check_output_path(plan.todo[0].output, "--output")
     return plan
 
 

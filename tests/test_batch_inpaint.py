@@ -128,7 +128,7 @@ def test_accelerate_launch_two_processes_writes_each_output_once(folders: dict[s
         "--output", str(folders["output"]), "--checkpoint", str(checkpoint), *FEW_STEPS, "--batch_size", "1",
     ]  # fmt: skip
     environment = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
-    process = subprocess.run(command, capture_output=True, text=True, timeout=300, env=environment)
+    process = subprocess.run(command, capture_output=True, text=True, timeout=900, env=environment)  # a loaded machine
     summaries = [line for line in process.stdout.splitlines() if line.startswith("done ")]
     assert summaries and summaries[0].startswith("done 3, skipped 0 (output exists), failed 1;"), process.stderr[
         -3000:

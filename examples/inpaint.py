@@ -26,6 +26,7 @@ from diffusers_strdiff import (
     MeanRevertingSDEScheduler,
     StrDiffusionInpaintPipeline,
 )
+from diffusers_strdiff.image_io import load_image
 
 
 def parse_args() -> argparse.Namespace:
@@ -70,7 +71,7 @@ def main() -> None:
         pipeline.scheduler = MeanRevertingSDEScheduler.from_config(
             pipeline.scheduler.config, **SAMPLER_PRESETS["posterior"]
         )
-    image, mask = Image.open(args.image).convert("RGB"), Image.open(args.mask).convert("L")
+    image, mask = load_image(args.image, "RGB", "--image"), load_image(args.mask, "L", "--mask")
     output = pipeline(
         image=image,
         mask_image=mask,

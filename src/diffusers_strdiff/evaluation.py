@@ -54,6 +54,7 @@ from skimage.restoration import inpaint_biharmonic
 from tqdm.auto import tqdm
 
 from .callbacks import DiscriminatorGatedResampling
+from .image_io import load_image
 from .masks import HOLE_RATIO_BUCKETS, MASK_IMAGE_EXTENSIONS, generate_irregular_mask
 from .pipelines.pipeline_strdiffusion_inpaint import StrDiffusionInpaintPipeline
 from .schedulers.scheduling_mean_reverting_sde import SAMPLER_PRESETS, MeanRevertingSDEScheduler
@@ -125,8 +126,7 @@ def load_eval_image(path: str | Path, resolution: int) -> torch.Tensor:
     Returns:
         `torch.Tensor` of shape `(3, resolution, resolution)`, float32 in [0, 1] (multiples of 1/255).
     """
-    with Image.open(path) as image:
-        rgb = image.convert("RGB")
+    rgb = load_image(path, "RGB", "image")
     side = min(rgb.size)
     left, top = (rgb.width - side) // 2, (rgb.height - side) // 2
     square = rgb.crop((left, top, left + side, top + side)).resize((resolution, resolution), RESIZE_FILTER)

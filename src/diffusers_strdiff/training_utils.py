@@ -48,6 +48,7 @@ from huggingface_hub import ModelCard, ModelCardData, create_repo, upload_folder
 from tqdm.auto import tqdm
 
 from .coarse_fill import MEAN_FILLS
+from .image_io import load_image
 from .masks import HOLE_RATIO_BUCKETS, MASK_IMAGE_EXTENSIONS, generate_irregular_mask, load_mask, load_mask_files
 from .schedulers import MeanRevertingSDEScheduler
 from .schedulers.scheduling_mean_reverting_sde import PREDICTION_TYPES
@@ -474,7 +475,8 @@ def _iter_image_files(folder: Path) -> Iterator[Path]:
 def list_image_files(folder: str | Path, argument: str) -> list[Path]:
     """
     The readable images of a folder (recursive, sorted by path). Hidden files and `datasets` metadata files are
-    ignored; other files (non-image extensions, or files that PIL cannot identify) are skipped with one warning.
+    ignored; other files (non-image extensions, or files that cannot be decoded whole: unidentified, truncated,
+    larger than `image_io.MAX_IMAGE_PIXELS`) are skipped with one warning naming them.
 
     Raises:
         ArgumentValueError: when no readable image is left (the message names `argument`).
@@ -490,9 +492,8 @@ def list_image_files(folder: str | Path, argument: str) -> list[Path]:
                 skipped.append(path)
                 continue
             try:
-                with PIL.Image.open(path) as image:  # reads the header only
-                    image.size  # noqa: B018
-            except (OSError, SyntaxError, ValueError):
+                load_image(path)  # decodes the whole file: a truncated image is caught here, not mid-run
+            except (OSError, ValueError):
                 skipped.append(path)
                 continue
             images.append(path)
@@ -731,8 +732,7 @@ def load_validation_batch(args: argparse.Namespace, masks: MaskSource) -> dict[s
     files = list_image_files(args.validation_data_dir, "--validation_data_dir")[: args.num_validation_images]
     samples = []
     for index, path in enumerate(files):
-        with PIL.Image.open(path) as image:
-            image = _resize_short_side(image.convert("RGB"), args.resolution)
+        image = _resize_short_side(load_image(path), args.resolution)
         pixels = np.asarray(image)
         top = (pixels.shape[0] - args.resolution) // 2
         left = (pixels.shape[1] - args.resolution) // 2

@@ -19,6 +19,7 @@ from diffusers.utils import BaseOutput, logging
 from diffusers.utils.torch_utils import randn_tensor
 
 from ..coarse_fill import MEAN_FILLS, fill_hole
+from ..image_io import convert_image
 from ..models import StrDiffusionDiscriminator, StrDiffusionUNet2DModel
 from ..schedulers import MeanRevertingSDEScheduler, MeanRevertingSDESchedulerOutput
 from ..structure import INFERENCE_CANNY_SIGMA, edge_map, grayscale_map
@@ -31,6 +32,16 @@ ImageInput = (
 NoiseSampler = Callable[
     [tuple[int, ...], torch.Generator | list[torch.Generator] | None, torch.device, torch.dtype], torch.Tensor
 ]
+
+
+def _height_width(item: PIL.Image.Image | np.ndarray | torch.Tensor) -> tuple[int, int]:
+    """The (height, width) of one input item: PIL, numpy `(…, H, W, C)` / `(H, W)` or torch `(…, C, H, W)` / `(H, W)`."""
+    if isinstance(item, PIL.Image.Image):
+        return item.height, item.width
+    if isinstance(item, np.ndarray) and item.ndim >= 3:
+        return tuple(item.shape[-3:-1])
+    return tuple(item.shape[-2:])
+
 
 CUSTOM_PIPELINE_MODULE = "pipeline_strdiffusion"
 _CUSTOM_PIPELINE_SOURCE = '''"""Lets `diffusers.DiffusionPipeline.from_pretrained(..., trust_remote_code=True)` find the installed class."""
@@ -345,7 +356,8 @@ class StrDiffusionInpaintPipeline(DiffusionPipeline):
         converted = []
         for item in items:
             if isinstance(item, PIL.Image.Image):
-                converted.append(item)
+                # The conversion of the CLI and the app: EXIF orientation, 16-bit scaling, transparency composited.
+                converted.append(convert_image(item, "RGB" if channels == 3 else "L", f"`{name}`"))
                 continue
             if not isinstance(item, np.ndarray | torch.Tensor):
                 raise ValueError(
@@ -371,14 +383,27 @@ class StrDiffusionInpaintPipeline(DiffusionPipeline):
                 raise ValueError(
                     f"`{name}` must have {channels} channels, got a 2-D array of shape {tuple(item.shape)}."
                 )
-            value_min, value_max = float(item.min()), float(item.max())
+            # Non-finite values are checked where they matter: in the mask and the known region (`prepare_inputs`).
+            finite = item[torch.isfinite(item)] if isinstance(item, torch.Tensor) else item[np.isfinite(item)]
+            value_min, value_max = (float(finite.min()), float(finite.max())) if len(finite) else (0.0, 0.0)
             if value_min < 0 or value_max > 1:
                 raise ValueError(
                     f"`{name}` values must be in [0, 1] (float) or [0, 255] (uint8), got [{value_min:.4g}, {value_max:.4g}]."
                 )
             converted.append(item.float() if isinstance(item, torch.Tensor) else item.astype(np.float32))
-        if isinstance(images, list) and len({type(item) for item in converted}) > 1:
-            raise ValueError(f"`{name}` mixes input types in one list; pass all PIL images, arrays or tensors.")
+        if isinstance(images, list):
+            kinds = {
+                next(kind for kind in (PIL.Image.Image, np.ndarray, torch.Tensor) if isinstance(item, kind))
+                for item in converted
+            }
+            if len(kinds) > 1:
+                raise ValueError(f"`{name}` mixes input types in one list; pass all PIL images, arrays or tensors.")
+            sizes = [_height_width(item) for item in converted]
+            if len(set(sizes)) > 1:
+                listed = ", ".join(f"{width}x{height}" for height, width in sizes)
+                raise ValueError(
+                    f"`{name}` is a list of images of different sizes (width x height: {listed}); a batch needs one size."
+                )
         processor = self.image_processor if channels == 3 else self.mask_processor
         tensor = processor.preprocess(converted if isinstance(images, list) else converted[0])
         if tensor.shape[1] != channels:
@@ -389,7 +414,8 @@ class StrDiffusionInpaintPipeline(DiffusionPipeline):
         """
         Converts user inputs to tensors: the image `(B, 3, H, W)` in [0, 1] and the *known* mask `(B, 1, H, W)`
         (1 = known pixel, the released convention), from a diffusers-style `mask_image` (white/1 = fill, binarized at
-        0.5).
+        0.5). Non-finite values raise a `ValueError` in the mask or in the known region; under the hole they become 0.
+        A list must hold one input type (PIL images, arrays or tensors) of one size.
         """
         image_tensor = self._to_tensor(image, "image", 3)
         fill_mask = self._to_tensor(mask_image, "mask_image", 1)
@@ -405,6 +431,14 @@ class StrDiffusionInpaintPipeline(DiffusionPipeline):
                     "pass one mask per image or a single mask for all."
                 )
             fill_mask = fill_mask.expand(image_tensor.shape[0], -1, -1, -1)
+        if not torch.isfinite(fill_mask).all():
+            raise ValueError("`mask_image` holds non-finite values (NaN or infinity).")
+        if not torch.isfinite(image_tensor).masked_fill(fill_mask.bool(), True).all():
+            raise ValueError(
+                "`image` holds non-finite values (NaN or infinity) outside the region to fill; only pixels under the "
+                "mask may be non-finite (they are never read)."
+            )
+        image_tensor = torch.where(torch.isfinite(image_tensor), image_tensor, 0)  # only hole pixels change
         empty = (fill_mask.flatten(1).amax(dim=1) == 0).nonzero().flatten().tolist()
         if empty:
             raise ValueError(
@@ -505,7 +539,7 @@ class StrDiffusionInpaintPipeline(DiffusionPipeline):
         device, dtype = self._execution_device, self.texture_unet.dtype
         image, known_mask = image.to(device), known_mask.to(device)
         # Nothing under the hole may influence the result: blank it before any map is computed.
-        known_image = image * known_mask
+        known_image = torch.where(known_mask.bool(), image, 0)
         gray, edges = self._structure_maps(
             image if structure_maps == "full_image" else known_image,
             known_mask,

@@ -11,6 +11,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from diffusers.models.unets.unet_2d import UNet2DOutput
 from torch import nn
 
+from .inference import InferenceMixin
 from .spade import SPADEResidualBlock
 
 
@@ -246,7 +247,7 @@ class _UpBlock(nn.Module):
         return self.upsample(hidden_states)
 
 
-class StrDiffusionUNet2DModel(ModelMixin, ConfigMixin):
+class StrDiffusionUNet2DModel(ModelMixin, ConfigMixin, InferenceMixin):
     r"""
     The noise-predicting U-Net of StrDiffusion (Liu et al., CVPR 2024), i.e. IR-SDE's conditional U-Net.
 

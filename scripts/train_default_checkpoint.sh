@@ -26,7 +26,7 @@ RECIPE=(--prediction_type residual --mean_fill telea)
 COMMON=(--train_data_dir "$DATA/train" --resolution 64 --random_flip --train_batch_size 8 --learning_rate 2e-4
   --lr_scheduler constant_with_warmup --lr_warmup_steps 100 --use_ema --ema_decay 0.999 --num_train_timesteps 100
   --resume_from_checkpoint latest --seed 0 "${RECIPE[@]}")
-STAGE2=(--max_train_steps "$STEPS" --checkpointing_steps 200 --checkpoints_total_limit 2
+STAGE2=(--max_train_steps "$STEPS" --checkpointing_steps 100 --checkpoints_total_limit 2
   --validation_data_dir "$DATA/eval" --num_validation_images 4 --validation_steps 800)
 UNET=(--base_channels 16 --depth 3 --known_mask_channel)
 launch() { accelerate launch --cpu --num_processes 1 --num_machines 1 --mixed_precision no --dynamo_backend no "$@"; }

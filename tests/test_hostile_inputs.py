@@ -235,7 +235,7 @@ try:
 except OSError as error:
     print("failed:", error)
 """
-    process = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    process = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
     assert process.returncode == 0, process.stderr
     assert process.stdout.startswith("failed:")
     assert old.read_bytes() == old_bytes

@@ -38,10 +38,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--sampler",
         choices=["released", "posterior"],
-        default="released",
+        default="posterior",
         help="`released`: Euler-Maruyama over every step of T; `posterior`: exact jumps, any `--steps`.",
     )
-    parser.add_argument("--steps", type=int, default=None, help="Reverse steps (default: every step of T).")
+    parser.add_argument(
+        "--steps", type=int, default=None, help="Reverse steps (default: the checkpoint's recommended number)."
+    )
     parser.add_argument(
         "--loader",
         choices=["strdiffusion", "diffusers"],

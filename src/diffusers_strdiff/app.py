@@ -31,7 +31,7 @@ from .image_io import (
 )
 
 #: Reverse steps the few-step (posterior) sampler starts with.
-DEFAULT_FEW_STEPS = 20
+DEFAULT_FEW_STEPS = 5
 #: (label, value) choices of the sampler control; the values are samplers of `diffusers_strdiff.cli.load_pipeline`.
 SAMPLER_CHOICES = [
     ("Full (released sampler, all T steps)", "released"),

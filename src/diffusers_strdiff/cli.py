@@ -279,7 +279,9 @@ def build_parser() -> argparse.ArgumentParser:
     inpaint.add_argument("--structure_output", type=Path, help="Also write the predicted structure map here.")
     inpaint.add_argument("--checkpoint", help="Pipeline folder or Hub id (default: the bundled checkpoint).")
     inpaint.add_argument("--steps", type=int, help="Reverse steps; fewer than T needs a posterior sampler.")
-    inpaint.add_argument("--sampler", choices=SAMPLERS, default="released", help="Reverse-step rule.")
+    inpaint.add_argument(
+        "--sampler", choices=SAMPLERS, default="posterior", help="Reverse-step rule (default: the few-step sampler)."
+    )
     inpaint.add_argument("--seed", type=int, default=0, help="Seed of every image's sampler noise.")
     inpaint.add_argument("--no_resampling", action="store_true", help="Skip the discriminator-gated resampling.")
     inpaint.add_argument(

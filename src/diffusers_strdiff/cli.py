@@ -198,7 +198,10 @@ def _inpaint_folder(args: argparse.Namespace, image_dir: Path, mask: Path, outpu
         raise CommandError(str(error)) from error
     state = process_state()
     device = args.device or (str(state.device) if state.num_processes > 1 else "cpu")  # accelerate: own device
-    pipeline = load_pipeline(args.checkpoint, args.sampler, device)
+    # The main process loads first: loading a saved folder writes its `pipeline_strdiffusion.py` stub into diffusers'
+    # dynamic-module cache, and two processes writing it at once can import a half-written file.
+    with state.main_process_first():
+        pipeline = load_pipeline(args.checkpoint, args.sampler, device)
     pipeline.set_progress_bar_config(disable=True)  # the run shows one bar over the images
     return batch_inpaint.run_folder(pipeline, plan, _inpaint_settings(args, device), args.batch_size)
 

@@ -1371,6 +1371,16 @@ def load_component(model_cls: type[ModelMixin], path: str, subfolder: str) -> Mo
     return model_cls.from_pretrained(path, subfolder=subfolder)
 
 
+def unet_config(model: torch.nn.Module) -> Any:
+    """The config of a U-Net, possibly wrapped by accelerate for distributed training."""
+    return getattr(model, "module", model).config
+
+
+def mask_input(model: torch.nn.Module, known_mask: torch.Tensor) -> torch.Tensor | None:
+    """`known_mask` for a U-Net built with `known_mask_channel=True`, `None` for one without mask input."""
+    return known_mask if unet_config(model).known_mask_channel else None
+
+
 def warm_start(model: ModelMixin, path: str, subfolder: str) -> ModelMixin:
     """
     Copies into `model` every parameter of the trained network at `path` (see [`load_component`]) that has the same

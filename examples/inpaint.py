@@ -25,6 +25,7 @@ from diffusers_strdiff import (
     load_pipeline,
     use_sampler,
 )
+from diffusers_strdiff.image_io import load_image
 
 
 def parse_args() -> argparse.Namespace:
@@ -36,10 +37,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--sampler",
         choices=["released", "posterior"],
-        default="released",
+        default="posterior",
         help="`released`: Euler-Maruyama over every step of T; `posterior`: exact jumps, any `--steps`.",
     )
-    parser.add_argument("--steps", type=int, default=None, help="Reverse steps (default: every step of T).")
+    parser.add_argument(
+        "--steps", type=int, default=None, help="Reverse steps (default: the checkpoint's recommended number)."
+    )
     parser.add_argument(
         "--loader",
         choices=["strdiffusion", "diffusers"],
@@ -66,7 +69,7 @@ def main() -> None:
         pipeline = use_sampler(pipeline, args.sampler).to(args.device)
     else:
         pipeline = load_pipeline(args.checkpoint, args.sampler, args.device)
-    image, mask = Image.open(args.image).convert("RGB"), Image.open(args.mask).convert("L")
+    image, mask = load_image(args.image, "RGB", "--image"), load_image(args.mask, "L", "--mask")
     output = pipeline(
         image=image,
         mask_image=mask,

@@ -1,33 +1,69 @@
 #!/usr/bin/env bash
-# Trains the bundled default checkpoint (and the no-structure ablation used by the evaluation harness) on the
-# offline photo set, the four networks side by side on a 2-core CPU (one thread each), then assembles the pipeline
-# folders `$RUNS/pipeline` (copied to src/diffusers_strdiff/checkpoints/) and `$RUNS/pipeline_no_structure`.
-# Safe to rerun: each run resumes from its last checkpoint (a run already at MAX_TRAIN_STEPS only saves its models).
-# Usage: scripts/train_default_checkpoint.sh [MAX_TRAIN_STEPS] [RUN_DIR]
+# Trains the bundled default checkpoint (and the no-structure ablation used by the evaluation harness) on the offline
+# photo set with the CPU recipe chosen by scripts/ablation_recipe.py (docs/ablation): x0 - mu prediction
+# ("residual"), a classical fill of the texture mean's hole, the known mask as an input channel, multi-scale crops.
+# Stages 1-2 use the Telea fill (the recipe of the first retraining); stage 3 moves both texture nets to the
+# biharmonic fill, which the ablation ranked higher at equal budget, by fine-tuning them.
+#
+# Stage 1: the unguided texture net, BASE_STEPS steps (exactly the ablation's run of that recipe, which is reused
+#          when RUN_DIR/texture_base already holds it).
+# Stage 2: side by side on the 2-core CPU (one thread each), STEPS steps each: the structure net (from scratch), the
+#          SPADE-guided texture net and the unguided texture net of the no-structure ablation (both warm-started from
+#          stage 1, so that the comparison of the two is fair), and the discriminator.
+# Stage 3: side by side, FINETUNE_STEPS steps each: the guided and the unguided texture net, warm-started from stage 2,
+#          with `--mean_fill biharmonic` (structure net and discriminator are kept from stage 2).
+# Then assembles `$RUNS/pipeline` (copied to src/diffusers_strdiff/checkpoints/) and `$RUNS/pipeline_no_structure`.
+# Safe to rerun: each run resumes from its last checkpoint (a run already at its step count only saves its models).
+# Usage: scripts/train_default_checkpoint.sh [STEPS] [RUN_DIR] [BASE_STEPS] [FINETUNE_STEPS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-STEPS="${1:-3000}"
+STEPS="${1:-1600}"
 RUNS="${2:-runs/default}"
-DATA=data/photos
-[ -d "$DATA/train" ] || python scripts/prepare_photos.py --output_dir "$DATA"
+BASE_STEPS="${3:-800}"
+FINETUNE_STEPS="${4:-1200}"
+[ -d data/photos/train ] || python scripts/prepare_photos.py --output_dir data/photos
+for split in train eval; do
+  python scripts/downscale_images.py "data/photos/$split" "data/photos_256/$split" --short_side 256 > /dev/null
+done
+DATA=data/photos_256
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
-COMMON=(--train_data_dir "$DATA/train" --validation_data_dir "$DATA/eval" --num_validation_images 4
-  --resolution 64 --random_flip --train_batch_size 8 --learning_rate 2e-4 --lr_scheduler constant_with_warmup
-  --lr_warmup_steps 100 --max_train_steps "$STEPS" --use_ema --ema_decay 0.999 --num_train_timesteps 100
-  --checkpointing_steps 250 --checkpoints_total_limit 2 --validation_steps 1000 --resume_from_checkpoint latest
-  --seed 0)
-UNET=(--base_channels 16 --depth 3)
+RECIPE=(--prediction_type residual --mean_fill telea)
+COMMON=(--train_data_dir "$DATA/train" --resolution 64 --random_flip --train_batch_size 8 --learning_rate 2e-4
+  --lr_scheduler constant_with_warmup --lr_warmup_steps 100 --use_ema --ema_decay 0.999 --num_train_timesteps 100
+  --resume_from_checkpoint latest --seed 0 "${RECIPE[@]}")
+STAGE2=(--max_train_steps "$STEPS" --checkpointing_steps 100 --checkpoints_total_limit 2
+  --validation_data_dir "$DATA/eval" --num_validation_images 4 --validation_steps 800)
+UNET=(--base_channels 16 --depth 3 --known_mask_channel)
 launch() { accelerate launch --cpu --num_processes 1 --num_machines 1 --mixed_precision no --dynamo_backend no "$@"; }
 mkdir -p "$RUNS"
-launch training/train_structure.py "${COMMON[@]}" "${UNET[@]}" --output_dir "$RUNS/structure" > "$RUNS/structure.log" 2>&1 &
-launch training/train_texture.py "${COMMON[@]}" "${UNET[@]}" --output_dir "$RUNS/texture" > "$RUNS/texture.log" 2>&1 &
-launch training/train_texture.py "${COMMON[@]}" "${UNET[@]}" --no_structure_guidance \
-  --output_dir "$RUNS/texture_unguided" > "$RUNS/texture_unguided.log" 2>&1 &
-launch training/train_discriminator.py "${COMMON[@]}" --base_channels 16 --time_embedding_dim 64 \
-  --output_dir "$RUNS/discriminator" > "$RUNS/discriminator.log" 2>&1 &
+
+# Stage 1 (the same arguments as the ablation's `residual_telea_mask` run).
+launch training/train_texture.py "${COMMON[@]}" "${UNET[@]}" --no_structure_guidance --max_train_steps "$BASE_STEPS" \
+  --checkpointing_steps 200 --checkpoints_total_limit 1 --report_to none --output_dir "$RUNS/texture_base" \
+  >> "$RUNS/texture_base.log" 2>&1
+
+# Stage 2.
+launch training/train_structure.py "${COMMON[@]}" "${STAGE2[@]}" "${UNET[@]}" --output_dir "$RUNS/structure" \
+  >> "$RUNS/structure.log" 2>&1 &
+launch training/train_texture.py "${COMMON[@]}" "${STAGE2[@]}" "${UNET[@]}" --init_weights "$RUNS/texture_base" \
+  --output_dir "$RUNS/texture" >> "$RUNS/texture.log" 2>&1 &
+launch training/train_texture.py "${COMMON[@]}" "${STAGE2[@]}" "${UNET[@]}" --init_weights "$RUNS/texture_base" \
+  --no_structure_guidance --output_dir "$RUNS/texture_unguided" >> "$RUNS/texture_unguided.log" 2>&1 &
+launch training/train_discriminator.py "${COMMON[@]}" "${STAGE2[@]}" --base_channels 16 --time_embedding_dim 64 \
+  --output_dir "$RUNS/discriminator" >> "$RUNS/discriminator.log" 2>&1 &
 wait
 
-# The bundled checkpoint (EMA weights of the three networks) and the no-structure ablation pipeline.
-python training/assemble_pipeline.py --structure "$RUNS/structure" --texture "$RUNS/texture" \
-  --discriminator "$RUNS/discriminator" --output_dir "$RUNS/pipeline"
-python training/assemble_pipeline.py --texture "$RUNS/texture_unguided" --output_dir "$RUNS/pipeline_no_structure"
+# Stage 3 (`--mean_fill` given last overrides the recipe's).
+FINETUNE=(--max_train_steps "$FINETUNE_STEPS" --checkpointing_steps 100 --checkpoints_total_limit 2 --mean_fill biharmonic)
+launch training/train_texture.py "${COMMON[@]}" "${FINETUNE[@]}" "${UNET[@]}" --init_weights "$RUNS/texture" \
+  --output_dir "$RUNS/texture_biharmonic" >> "$RUNS/texture_biharmonic.log" 2>&1 &
+launch training/train_texture.py "${COMMON[@]}" "${FINETUNE[@]}" "${UNET[@]}" --init_weights "$RUNS/texture_unguided" \
+  --no_structure_guidance --output_dir "$RUNS/texture_unguided_biharmonic" >> "$RUNS/texture_unguided_biharmonic.log" 2>&1 &
+wait
+
+# The bundled checkpoint (EMA weights of the three networks; posterior sampler, 5 steps by default) and the
+# no-structure ablation pipeline.
+python training/assemble_pipeline.py --structure "$RUNS/structure" --texture "$RUNS/texture_biharmonic" \
+  --discriminator "$RUNS/discriminator" --sampler posterior --default_num_inference_steps 5 --output_dir "$RUNS/pipeline"
+python training/assemble_pipeline.py --texture "$RUNS/texture_unguided_biharmonic" --sampler posterior \
+  --default_num_inference_steps 5 --output_dir "$RUNS/pipeline_no_structure"

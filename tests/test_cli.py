@@ -74,6 +74,17 @@ def test_inpaint_with_bundled_checkpoint(tmp_path: Path) -> None:
     assert_inpainted(output)
 
 
+def test_threads_option(checkpoint: Path, tmp_path: Path) -> None:
+    output = tmp_path / "result.png"
+    options = ["--checkpoint", checkpoint, "--steps", "2", "--sampler", "posterior", "--threads", "1"]
+    assert strdiff("inpaint", PHOTO, MASK, output, *options).returncode == 0
+    assert_inpainted(output)
+    process = strdiff("inpaint", PHOTO, MASK, tmp_path / "other.png", *options[:-1], "0")
+    assert process.returncode == 2
+    (line,) = process.stderr.splitlines()
+    assert line.startswith("strdiff inpaint: error: --threads:") and "positive" in line
+
+
 def test_missing_input_file_exits_two(tmp_path: Path) -> None:
     process = strdiff("inpaint", tmp_path / "missing.png", MASK, tmp_path / "out.png")
     assert process.returncode == 2

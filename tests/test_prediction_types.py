@@ -148,11 +148,11 @@ def test_fill_keeps_known_pixels_and_never_reads_the_hole(method: str) -> None:
         assert torch.equal(filled[~known], torch.zeros_like(filled[~known]))
 
 
-@pytest.mark.parametrize("method", ["telea", "pyramid"])
+@pytest.mark.parametrize("method", ["telea", "biharmonic", "pyramid"])
 def test_fill_continues_the_colour_around_the_hole(method: str) -> None:
     """
-    A flat image is filled with its colour (exactly by the push-pull fill; Telea's fast-marching weights drift by a
-    few 8-bit levels); a left/right split keeps each side's colour far from the border.
+    A flat image is filled with its colour (exactly by the push-pull and biharmonic fills up to float error; Telea's
+    fast-marching weights drift by a few 8-bit levels); a left/right split keeps each side's colour far from the border.
     """
     colour = torch.tensor([0.2, 0.6, 0.8]).view(1, 3, 1, 1)
     known_mask = torch.ones(1, 1, 32, 32)
@@ -237,3 +237,19 @@ def test_mean_fill_is_saved_and_restored(tmp_path: Path) -> None:
     assert reloaded.texture_unet.config.known_mask_channel and reloaded.structure_unet.config.known_mask_channel
     with pytest.raises(ValueError, match="mean_fill"):
         StrDiffusionInpaintPipeline(None, pipeline.texture_unet, pipeline.scheduler, mean_fill="blur")
+
+
+def test_default_num_inference_steps_applies_to_posterior_samplers(tmp_path: Path) -> None:
+    pipeline = _residual_pipeline("pyramid", guided=False)
+    pipeline.register_to_config(default_num_inference_steps=4)
+    pipeline.save_pretrained(tmp_path)
+    reloaded = StrDiffusionInpaintPipeline.from_pretrained(tmp_path)
+    reloaded.set_progress_bar_config(disable=True)
+    assert reloaded.config.default_num_inference_steps == 4
+    image, mask = torch.rand(1, 3, 16, 16), 1 - _hole_mask(16, 16)
+    assert reloaded(image=image, mask_image=mask, output_type="pt").nfe["texture"] == 4
+    assert reloaded(image=image, mask_image=mask, num_inference_steps=7, output_type="pt").nfe["texture"] == 7
+    reloaded.scheduler = MeanRevertingSDEScheduler.from_config(
+        reloaded.scheduler.config, algorithm_type="euler_maruyama"
+    )
+    assert reloaded(image=image, mask_image=mask, output_type="pt").nfe["texture"] == 20  # every step of T

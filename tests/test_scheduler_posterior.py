@@ -40,7 +40,7 @@ def test_unit_steps_are_eq4_with_the_bridge_variance(num_train_timesteps):
     noisy = scheduler.step(model_output, timesteps, sample, mu, variance_noise=torch.ones(shape)).prev_sample
     mean, x0 = mean_output.prev_sample, mean_output.pred_original_sample
 
-    # Paper Eq.4 / spec sde.md §7 in float64, with theta'_t = thetas[t] dt as the released code writes it.
+    # Paper Eq.4 in float64, with theta'_t = thetas[t] dt as the released code writes it.
     thetas, cumsum, dt = scheduler.thetas.double(), scheduler.thetas_cumsum.double(), scheduler.dt.double()
     a = torch.exp(-thetas[timesteps] * dt).view(-1, 1, 1, 1)
     b = torch.exp(-cumsum[timesteps] * dt).view(-1, 1, 1, 1)

@@ -5,7 +5,8 @@ Each of `--structure`, `--texture` and `--discriminator` is a training output fo
 `texture_unet/` or `discriminator/`) or that component folder itself. The scheduler comes from `--scheduler`, else from
 the `scheduler/` folder saved next to the texture (or structure) network; all the schedulers found must agree on T
 and on the prediction type (one scheduler serves both processes). The texture mean's fill (`mean_fill`) comes from
-`--mean_fill`, else from the `training_args.json` of the texture run.
+`--mean_fill`, else from the `training_args.json` of the texture run. `--sampler` and `--default_num_inference_steps`
+make a recommended sampler the pipeline's default (what `pipe(image=..., mask_image=...)` runs).
 
     python training/assemble_pipeline.py --structure OUT_S --texture OUT_T --discriminator OUT_D --output_dir PIPELINE
 """
@@ -18,7 +19,7 @@ from pathlib import Path
 from diffusers_strdiff.coarse_fill import MEAN_FILLS
 from diffusers_strdiff.models import StrDiffusionDiscriminator, StrDiffusionUNet2DModel
 from diffusers_strdiff.pipelines.pipeline_strdiffusion_inpaint import StrDiffusionInpaintPipeline
-from diffusers_strdiff.schedulers import MeanRevertingSDEScheduler
+from diffusers_strdiff.schedulers import SAMPLER_PRESETS, MeanRevertingSDEScheduler
 from diffusers_strdiff.training import (
     TRAINING_ARGS_FILE,
     ArgumentPathError,
@@ -54,6 +55,19 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="The texture mean's hole fill the texture net was trained with (default: read from its run's "
         f"{TRAINING_ARGS_FILE}, else 'zeros').",
     )
+    parser.add_argument(
+        "--sampler",
+        type=str,
+        default=None,
+        choices=sorted(SAMPLER_PRESETS),
+        help="Save the scheduler with this sampler preset (default: the scheduler as trained, i.e. 'released').",
+    )
+    parser.add_argument(
+        "--default_num_inference_steps",
+        type=int,
+        default=None,
+        help="Steps a call uses by default with a posterior sampler (default: every step of T).",
+    )
     parser.add_argument("--output_dir", type=str, required=True, help="Where the pipeline is saved.")
     args = parser.parse_args(argv)
     for name in ("structure", "texture", "discriminator", "scheduler"):
@@ -83,7 +97,10 @@ def load_scheduler(args: argparse.Namespace) -> MeanRevertingSDEScheduler:
         values = {name: scheduler.config[setting] for name, scheduler in found.items()}
         if len(set(values.values())) > 1:
             raise ArgumentValueError(f"The components were trained with different `{setting}`: {values}.")
-    return found.get("scheduler") or found.get("texture") or next(iter(found.values()))
+    scheduler = found.get("scheduler") or found.get("texture") or next(iter(found.values()))
+    if args.sampler is not None:
+        scheduler = MeanRevertingSDEScheduler.from_config(scheduler.config, **SAMPLER_PRESETS[args.sampler])
+    return scheduler
 
 
 def texture_mean_fill(args: argparse.Namespace) -> str:
@@ -112,6 +129,7 @@ def build_pipeline(args: argparse.Namespace) -> StrDiffusionInpaintPipeline:
             else None
         ),
         mean_fill=texture_mean_fill(args),
+        default_num_inference_steps=args.default_num_inference_steps,
     )
 
 

@@ -25,6 +25,7 @@ from diffusers_strdiff.training import (
     check_unet_arguments,
     denoising_loss,
     image_grid,
+    mask_input,
     noisy_state,
     parse_args,
     run_script,
@@ -61,8 +62,7 @@ def structure_prediction(
     known_mask: torch.Tensor,
 ) -> torch.Tensor:
     """The structure net's output, with the known mask as input when the net takes it."""
-    takes_mask = getattr(model, "module", model).config.known_mask_channel
-    return model(noisy, timesteps, mu, known_mask=known_mask if takes_mask else None).sample
+    return model(noisy, timesteps, mu, known_mask=mask_input(model, known_mask)).sample
 
 
 def compute_loss(

@@ -36,11 +36,13 @@ from diffusers_strdiff.training import (
     find_scheduler_folder,
     image_grid,
     load_component,
+    mask_input,
     noisy_state,
     oracle_structure,
     parse_args,
     run_script,
     train,
+    unet_config,
     warm_start,
 )
 from diffusers_strdiff.utils import psnr
@@ -80,11 +82,6 @@ def build_model(args: argparse.Namespace) -> StrDiffusionUNet2DModel:
     return model if args.init_weights is None else warm_start(model, args.init_weights, COMPONENT_NAME)
 
 
-def unwrapped_config(model: torch.nn.Module) -> dict:
-    """The config of `model`, possibly wrapped by accelerate for distributed training."""
-    return getattr(model, "module", model).config
-
-
 def texture_prediction(
     model: torch.nn.Module,
     noisy: torch.Tensor,
@@ -94,8 +91,7 @@ def texture_prediction(
     guidance: torch.Tensor | None,
 ) -> torch.Tensor:
     """The texture net's output, with the known mask as input when the net takes it."""
-    mask_input = known_mask if unwrapped_config(model).known_mask_channel else None
-    return model(noisy, timesteps, mu, guidance=guidance, known_mask=mask_input).sample
+    return model(noisy, timesteps, mu, guidance=guidance, known_mask=mask_input(model, known_mask)).sample
 
 
 def compute_loss(
@@ -110,7 +106,7 @@ def compute_loss(
     mu = fill_hole(image, known_mask, mean_fill)
     timesteps, noisy = noisy_state(image, mu, scheduler, generator)
     guidance = None
-    if unwrapped_config(model).guidance_channels > 0:
+    if unet_config(model).guidance_channels > 0:
         guidance = oracle_structure(batch["gray"], batch["edges"] * known_mask, timesteps, scheduler, generator)
     output = texture_prediction(model, noisy, timesteps, mu, known_mask, guidance)
     return denoising_loss(output, timesteps, noisy, image, mu, known_mask, scheduler)

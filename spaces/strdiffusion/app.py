@@ -2,6 +2,9 @@
 
 import os
 
+import torch
+
+from diffusers_strdiff import inference_threads
 from diffusers_strdiff.app import build_demo, default_device
 
 #: The pipeline to serve: the Space variable `STRDIFF_CHECKPOINT` (a Hub id such as `org/name`, or a folder), loaded
@@ -9,6 +12,8 @@ from diffusers_strdiff.app import build_demo, default_device
 #: Face cache); unset, the checkpoint bundled with the package.
 CHECKPOINT = os.environ.get("STRDIFF_CHECKPOINT") or None
 DEVICE = default_device()
+if os.environ.get("STRDIFF_THREADS"):  # a Space has its cores to itself: torch's default unless told otherwise
+    torch.set_num_threads(inference_threads())
 
 demo = build_demo(CHECKPOINT, device=DEVICE)
 

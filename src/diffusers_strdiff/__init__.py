@@ -16,6 +16,7 @@ from .pipelines import (
     DEFAULT_CHECKPOINT,
     StrDiffusionInpaintPipeline,
     StrDiffusionInpaintPipelineOutput,
+    inference_threads,
     load_pipeline,
     use_sampler,
 )
@@ -47,6 +48,7 @@ __all__ = [
     "generate_irregular_mask",
     "grayscale_map",
     "hole_ratio",
+    "inference_threads",
     "load_mask",
     "load_mask_files",
     "load_pipeline",

@@ -21,12 +21,18 @@ from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 
 from . import BUNDLED_EXAMPLES
 from .callbacks import DiscriminatorGatedResampling
+from .image_io import (
+    DEFAULT_MAX_SIDE,
+    MAX_IMAGE_PIXELS,
+    convert_image,
+    downscale_for_inpainting,
+    open_image,
+    paste_fill,
+)
 from .pipelines import StrDiffusionInpaintPipeline, load_pipeline
 
-#: Uploads with a side longer than this are inpainted downscaled (the fill is upscaled back; see `inpaint`).
-DEFAULT_MAX_SIDE = 512
 #: Reverse steps the few-step (posterior) sampler starts with.
-DEFAULT_FEW_STEPS = 20
+DEFAULT_FEW_STEPS = 5
 #: (label, value) choices of the sampler control; the values are samplers of `diffusers_strdiff.load_pipeline`.
 SAMPLER_CHOICES = [
     ("Full (released sampler, all T steps)", "released"),
@@ -73,40 +79,48 @@ class GradioProgressCallback(PipelineCallback):
         return callback_kwargs
 
 
-def _to_pil(image: ImageLike) -> PIL.Image.Image:
-    """Opens an image given as PIL image, array or file path (the formats of `gr.ImageEditor` values)."""
-    if isinstance(image, PIL.Image.Image):
-        return image
-    if isinstance(image, np.ndarray):
-        return PIL.Image.fromarray(image)
-    return PIL.Image.open(image)
+def _to_pil(image: ImageLike, name: str) -> PIL.Image.Image:
+    """
+    Opens an image given as PIL image, array or file path (the formats of `gr.ImageEditor` values). Raises `gr.Error`
+    for an unreadable file or an image of more than `MAX_IMAGE_PIXELS` pixels.
+    """
+    if isinstance(image, PIL.Image.Image | np.ndarray):
+        pil_image = image if isinstance(image, PIL.Image.Image) else PIL.Image.fromarray(image)
+        if pil_image.width * pil_image.height > MAX_IMAGE_PIXELS:
+            raise gr.Error(
+                f"The {name} is {pil_image.width}×{pil_image.height} px, more than the limit of "
+                f"{MAX_IMAGE_PIXELS:,} pixels: downscale it first."
+            )
+        return pil_image
+    try:
+        opened = open_image(image, name)
+        opened.load()
+    except (OSError, ValueError) as error:
+        raise gr.Error(str(error)) from error
+    return opened
 
 
 def editor_to_photo_and_mask(editor_value: EditorValue | None) -> tuple[PIL.Image.Image, PIL.Image.Image]:
     """
-    Splits a `gr.ImageEditor` value into the photo (its background, RGB, transparency flattened on white) and the
-    mask (mode "L", 255 = fill): every pixel that any drawn layer covers (alpha > 0). Raises `gr.Error` when there is
-    no photo or nothing is painted.
+    Splits a `gr.ImageEditor` value into the photo (its background as 8-bit RGB, transparency flattened on white, see
+    `diffusers_strdiff.image_io.convert_image`) and the mask (mode "L", 255 = fill): every pixel that any drawn layer
+    covers (alpha > 0). Raises `gr.Error` when there is no photo, nothing is painted, or the photo is too large.
     """
     if not editor_value or editor_value.get("background") is None:
         raise gr.Error("Upload a photo first, then paint over the region to fill.")
-    background = _to_pil(editor_value["background"]).convert("RGBA")
-    photo = PIL.Image.alpha_composite(PIL.Image.new("RGBA", background.size, "white"), background).convert("RGB")
+    try:
+        photo = convert_image(_to_pil(editor_value["background"], "photo"), "RGB", "the photo")
+    except ValueError as error:
+        raise gr.Error(str(error)) from error
     fill = np.zeros((photo.height, photo.width), dtype=bool)
     for layer in editor_value.get("layers") or []:
-        alpha = _to_pil(layer).convert("RGBA").getchannel("A")
+        alpha = _to_pil(layer, "mask layer").convert("RGBA").getchannel("A")
         if alpha.size != photo.size:
             alpha = alpha.resize(photo.size, PIL.Image.Resampling.NEAREST)
         fill |= np.asarray(alpha) > 0
     if not fill.any():
         raise gr.Error("The mask is empty: paint over the region to fill with the brush.")
     return photo, PIL.Image.fromarray(fill.astype(np.uint8) * 255)
-
-
-def _fit_within(size: tuple[int, int], max_side: int) -> tuple[int, int]:
-    """The (width, height) `size` scaled down to a longer side of `max_side`, aspect ratio kept."""
-    scale = max_side / max(size)
-    return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
 
 
 def inpaint(
@@ -151,10 +165,8 @@ def inpaint(
     notes: list[str] = []
     work_photo, work_mask = photo, mask
     if max(photo.size) > max_side:
-        work_size = _fit_within(photo.size, max_side)
-        work_photo = photo.resize(work_size, PIL.Image.Resampling.LANCZOS)
-        # BOX then > 0: a low-resolution pixel is filled when any of its pixels is, so the upscaled fill covers the hole.
-        work_mask = mask.resize(work_size, PIL.Image.Resampling.BOX).point(lambda value: 255 if value > 0 else 0)
+        work_photo, work_mask = downscale_for_inpainting(photo, mask, max_side)
+        work_size = work_photo.size
         notice = (
             f"The photo is {photo.width}×{photo.height} px, larger than {max_side} px: it was inpainted at "
             f"{work_size[0]}×{work_size[1]} px and the fill upscaled into the original {photo.width}×{photo.height} "
@@ -182,12 +194,9 @@ def inpaint(
         raise gr.Error(str(error)) from error
     result = output.images[0]
     structure = output.structures[0] if output.structures is not None else None
-    if result.size != photo.size:
-        fill = result.resize(photo.size, PIL.Image.Resampling.LANCZOS)
-        result = photo.copy()
-        result.paste(fill, mask=mask)
-        if structure is not None:
-            structure = structure.resize(photo.size, PIL.Image.Resampling.BICUBIC)
+    result = paste_fill(photo, mask, result)
+    if structure is not None and structure.size != photo.size:
+        structure = structure.resize(photo.size, PIL.Image.Resampling.BICUBIC)
 
     num_steps = len(pipeline.scheduler.timesteps)
     notes.append(

@@ -30,6 +30,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from .image_io import load_image
+
 HOLE_RATIO_BUCKETS: dict[str, tuple[float, float]] = {"0-20": (0.0, 0.2), "20-40": (0.2, 0.4), "40-60": (0.4, 0.6)}
 """Hole-ratio buckets `name -> (lower, upper)`; a mask is in a bucket when `lower < hole_ratio <= upper`."""
 
@@ -259,8 +261,7 @@ def load_mask(path: str | Path, size: int | tuple[int, int], invert: bool = Fals
     height, width = (size, size) if isinstance(size, int | np.integer) else size
     if min(height, width) < 1:
         raise ValueError(f"`size` must be positive, got {size!r}.")
-    with Image.open(path) as image:
-        gray = np.asarray(image.convert("L").resize((int(width), int(height)), Image.Resampling.NEAREST))
+    gray = np.asarray(load_image(path, "L", "mask").resize((int(width), int(height)), Image.Resampling.NEAREST))
     hole = gray > 0.5 * 255
     if invert:
         hole = ~hole

@@ -1,7 +1,7 @@
 # Copyright 2026 The diffusers-strdiff team. Licensed under the Apache License, Version 2.0.
 """
-Small helpers shared by the training and the evaluation code, each written once: image listing, the centre crop and
-resize of fixed-size samples, PSNR and seeds derived from a run seed.
+Small helpers shared by the training, evaluation and folder-inpainting code, each written once: image listing, the
+centre crop and resize of fixed-size samples, PSNR, seeds derived from a run seed and accelerate's process state.
 """
 
 import hashlib
@@ -12,7 +12,9 @@ from pathlib import Path
 import numpy as np
 import PIL.Image
 import torch
+from accelerate import PartialState
 
+from .image_io import load_image
 from .masks import MASK_IMAGE_EXTENSIONS
 
 #: Image file extensions the training and evaluation folders are read with (lower case).
@@ -28,7 +30,8 @@ _SEED_MASK = (1 << 63) - 1
 def list_image_files(folder: str | os.PathLike, argument: str = "folder") -> list[Path]:
     """
     The readable images of a folder, recursively, sorted by path. Hidden files and `datasets` metadata files are
-    ignored; other files (non-image extensions, or files whose header PIL cannot read) are skipped with one warning.
+    ignored; other files (non-image extensions, or files that cannot be decoded whole: unidentified, truncated, larger
+    than `image_io.MAX_IMAGE_PIXELS`) are skipped with one warning naming them.
 
     Raises:
         FileNotFoundError: when `folder` is not a directory; ValueError: when it holds no readable image (both
@@ -60,9 +63,8 @@ def list_image_files(folder: str | os.PathLike, argument: str = "folder") -> lis
 
 def _readable(path: Path) -> bool:
     try:
-        with PIL.Image.open(path) as image:  # reads the header only
-            image.size  # noqa: B018
-    except (OSError, SyntaxError, ValueError):
+        load_image(path)  # decodes the whole file: a truncated image is caught here, not mid-run
+    except (OSError, ValueError):
         return False
     return True
 
@@ -95,3 +97,13 @@ def derived_seed(*parts: object) -> int:
     """
     digest = hashlib.sha256("\x1f".join(str(part) for part in parts).encode("utf-8")).digest()
     return int.from_bytes(digest[:8], "little") & _SEED_MASK
+
+
+def process_state() -> PartialState:
+    """
+    accelerate's process state. On machines without CUDA, a multi-process launch (`torchrun`, or
+    `accelerate launch --cpu` with MPI) is distributed only when the state is created with `cpu=True`, which is done
+    then (and when `ACCELERATE_USE_CPU` is set).
+    """
+    use_cpu = os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes")
+    return PartialState(cpu=use_cpu or ("LOCAL_RANK" in os.environ and not torch.cuda.is_available()))

@@ -30,7 +30,7 @@ Modules: `eval_set` (1), `methods` (2), `metrics` (3), `cache` (4), `run` ([`eva
 an accelerate launch), `report` (5) and `cli` (the command line of `scripts/evaluate.py` and `strdiff evaluate`).
 """
 
-from ..utils import RESIZE_FILTER
+from ..utils import RESIZE_FILTER, process_state
 from .cache import ResultCache
 from .cli import build_arg_parser, main
 from .eval_set import EvalSample, build_eval_set, list_images, load_eval_image
@@ -66,7 +66,7 @@ from .metrics import (
     ssim,
 )
 from .report import format_markdown_tables, write_report
-from .run import EvaluationResults, SampleRecord, evaluate, process_state, sample_seed
+from .run import EvaluationResults, SampleRecord, evaluate, sample_seed
 
 __all__ = [
     "CLASSICAL_METHODS",

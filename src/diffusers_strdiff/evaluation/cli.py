@@ -7,10 +7,11 @@ from pathlib import Path
 
 from ..masks import HOLE_RATIO_BUCKETS
 from ..schedulers.scheduling_mean_reverting_sde import SAMPLER_PRESETS
+from ..utils import process_state
 from .eval_set import build_eval_set
 from .methods import METHOD_NAMES, build_methods
 from .report import format_markdown_tables, write_report
-from .run import evaluate, process_state
+from .run import evaluate
 
 
 def build_arg_parser(prog: str | None = None) -> argparse.ArgumentParser:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
+from ..image_io import load_image
 from ..masks import HOLE_RATIO_BUCKETS, generate_irregular_mask
 from ..utils import center_crop_resize, derived_seed, list_image_files
 
@@ -43,8 +43,7 @@ def load_eval_image(path: str | Path, resolution: int) -> torch.Tensor:
     Returns:
         `torch.Tensor` of shape `(3, resolution, resolution)`, float32 in [0, 1] (multiples of 1/255).
     """
-    with Image.open(path) as image:
-        square = center_crop_resize(image, resolution)
+    square = center_crop_resize(load_image(path, "RGB", "image"), resolution)
     return torch.from_numpy(np.asarray(square, dtype=np.uint8).copy()).permute(2, 0, 1).float() / 255.0
 
 

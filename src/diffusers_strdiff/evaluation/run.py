@@ -2,7 +2,6 @@
 """`evaluate`: every method on every sample, sharded over the processes of an accelerate launch, then the metrics."""
 
 import logging
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -11,11 +10,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from accelerate import PartialState
 from accelerate.utils import gather_object
 from tqdm.auto import tqdm
 
-from ..utils import derived_seed
+from ..utils import derived_seed, process_state
 from .cache import ResultCache
 from .eval_set import EvalSample
 from .methods import InpaintingMethod, _to_uint8_hwc, run_method
@@ -73,16 +71,6 @@ class EvaluationResults:
     unavailable: dict[str, str]
     config: dict[str, Any]
     wall_seconds: float
-
-
-def process_state() -> PartialState:
-    """
-    accelerate's process state. On machines without CUDA, a multi-process launch (`torchrun`, or
-    `accelerate launch --cpu` with MPI) is distributed only when the state is created with `cpu=True`, which is done
-    then (and when `ACCELERATE_USE_CPU` is set).
-    """
-    use_cpu = os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes")
-    return PartialState(cpu=use_cpu or ("LOCAL_RANK" in os.environ and not torch.cuda.is_available()))
 
 
 def sample_seed(seed: int, sample_id: str) -> int:

@@ -10,6 +10,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
+from .inference import InferenceMixin
 from .unet_strdiff import check_image_argument, check_same_size, sinusoidal_timestep_embedding, timestep_tensor
 
 MINIBATCH_STD_GROUP_SIZE = 4
@@ -59,7 +60,7 @@ class _DownBlock(nn.Module):
         return (self.conv2(residual) + self.conv_shortcut(hidden_states)) / math.sqrt(2)
 
 
-class StrDiffusionDiscriminator(ModelMixin, ConfigMixin):
+class StrDiffusionDiscriminator(ModelMixin, ConfigMixin, InferenceMixin):
     r"""
     The time-dependent discriminator D(y_t, x_t, t) of StrDiffusion (Liu et al., CVPR 2024).
 

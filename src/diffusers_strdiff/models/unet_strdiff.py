@@ -11,6 +11,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from diffusers.models.unets.unet_2d import UNet2DOutput
 from torch import nn
 
+from .inference import InferenceMixin
 from .spade import SPADEResidualBlock
 
 
@@ -149,11 +150,11 @@ class _LinearAttentionBlock(nn.Module):
         num_positions = height * width
         qkv = self.to_qkv(self.norm(hidden_states)).reshape(batch_size, 3, self.heads, -1, num_positions)
         query, key, value = qkv.unbind(dim=1)
-        query = query.softmax(dim=-2) * self.scale
-        key = key.softmax(dim=-1)
-        value = value / num_positions
-        context = torch.einsum("bhdn,bhen->bhde", key, value)
-        attended = torch.einsum("bhde,bhdn->bhen", context, query).reshape(batch_size, -1, height, width)
+        # the query scale and the 1 / num_positions of the values are applied to the small (d x e) context matrix
+        context = torch.matmul(key.softmax(dim=-1), value.transpose(-1, -2)) * (self.scale / num_positions)
+        attended = torch.matmul(context.transpose(-1, -2), query.softmax(dim=-2)).reshape(
+            batch_size, -1, height, width
+        )
         return hidden_states + self.norm_out(self.to_out(attended))
 
 
@@ -246,7 +247,7 @@ class _UpBlock(nn.Module):
         return self.upsample(hidden_states)
 
 
-class StrDiffusionUNet2DModel(ModelMixin, ConfigMixin):
+class StrDiffusionUNet2DModel(ModelMixin, ConfigMixin, InferenceMixin):
     r"""
     The noise-predicting U-Net of StrDiffusion (Liu et al., CVPR 2024), i.e. IR-SDE's conditional U-Net.
 

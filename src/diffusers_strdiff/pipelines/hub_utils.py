@@ -1,7 +1,6 @@
 # Copyright 2026 The diffusers-strdiff team. Licensed under the Apache License, Version 2.0.
 """How saved pipeline folders and Hub repos find the installed pipeline class (the custom-pipeline stub)."""
 
-from pathlib import Path
 from typing import Any
 
 CUSTOM_PIPELINE_MODULE = "pipeline_strdiffusion"
@@ -13,18 +12,22 @@ __all__ = ["StrDiffusionInpaintPipeline"]
 '''
 
 
-def hub_stub_path(repo_id: str, kwargs: dict[str, Any]) -> Path | None:
-    """The `pipeline_strdiffusion.py` stub of a Hub repo (downloaded or from the cache), `None` if it has none."""
-    from huggingface_hub import hf_hub_download
+#: The `from_pretrained` arguments that concern downloading (passed on to `DiffusionPipeline.download`).
+DOWNLOAD_OPTIONS = (
+    "cache_dir",
+    "force_download",
+    "proxies",
+    "local_files_only",
+    "token",
+    "revision",
+    "variant",
+    "use_safetensors",
+)
 
-    options = ("cache_dir", "revision", "token", "local_files_only", "proxies")
-    try:
-        path = hf_hub_download(
-            repo_id, f"{CUSTOM_PIPELINE_MODULE}.py", **{name: kwargs[name] for name in options if name in kwargs}
-        )
-    except Exception:  # no such file, repo or cache entry: diffusers reports a missing repo in its own words
-        return None
-    return Path(path)
+
+def download_options(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The entries of `from_pretrained`'s `kwargs` that [`DOWNLOAD_OPTIONS`] names."""
+    return {name: kwargs[name] for name in DOWNLOAD_OPTIONS if name in kwargs}
 
 
 def diffusers_dtype_argument() -> str:

@@ -8,8 +8,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import PIL.Image
 import torch
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from diffusers.image_processor import VaeImageProcessor
@@ -19,13 +17,10 @@ from ..coarse_fill import MEAN_FILLS, fill_hole
 from ..models import StrDiffusionDiscriminator, StrDiffusionUNet2DModel
 from ..schedulers import MeanRevertingSDEScheduler
 from ..structure import INFERENCE_CANNY_SIGMA, edge_map, grayscale_map
-from .hub_utils import CUSTOM_PIPELINE_MODULE, CUSTOM_PIPELINE_SOURCE, diffusers_dtype_argument, hub_stub_path
+from .hub_utils import CUSTOM_PIPELINE_MODULE, CUSTOM_PIPELINE_SOURCE, diffusers_dtype_argument, download_options
+from .image_inputs import ImageInput, validate_image_items
 from .pipeline_output import SamplerConditions, StrDiffusionInpaintPipelineOutput
 from .sampler_steps import NoiseSampler, StrDiffusionSamplerMixin
-
-ImageInput = (
-    PIL.Image.Image | np.ndarray | torch.Tensor | list[PIL.Image.Image] | list[np.ndarray] | list[torch.Tensor]
-)
 
 
 class StrDiffusionInpaintPipeline(DiffusionPipeline, StrDiffusionSamplerMixin):
@@ -53,9 +48,13 @@ class StrDiffusionInpaintPipeline(DiffusionPipeline, StrDiffusionSamplerMixin):
         scheduler ([`MeanRevertingSDEScheduler`]): the SDE shared by both processes.
         discriminator ([`StrDiffusionDiscriminator`], *optional*): needed only by the resampling callback.
         mean_fill (`str`, defaults to `"zeros"`): what the texture SDE's mean holds in the hole: `"zeros"` (released)
-            or a coarse classical fill (`"telea"`, `"pyramid"`; see [`~diffusers_strdiff.coarse_fill.fill_hole`]). It
-            must be what the texture network was trained with; it is saved in `model_index.json`, so
-            `from_pretrained` restores it.
+            or a coarse classical fill (`"telea"`, `"biharmonic"`, `"pyramid"`; see
+            [`~diffusers_strdiff.coarse_fill.fill_hole`]). It must be what the texture network was trained with; it is
+            saved in `model_index.json`, so `from_pretrained` restores it.
+        default_num_inference_steps (`int`, *optional*): the number of reverse steps a call uses when it passes no
+            `num_inference_steps` and the scheduler is a posterior (few-step) sampler; saved in `model_index.json`
+            (the bundled checkpoint stores its recommended setting there). `None`, or the Euler-Maruyama sampler:
+            every step of the scheduler's T.
     """
 
     model_cpu_offload_seq = "structure_unet->texture_unet->discriminator"
@@ -77,6 +76,7 @@ class StrDiffusionInpaintPipeline(DiffusionPipeline, StrDiffusionSamplerMixin):
         scheduler: MeanRevertingSDEScheduler,
         discriminator: StrDiffusionDiscriminator | None = None,
         mean_fill: str = "zeros",
+        default_num_inference_steps: int | None = None,
     ) -> None:
         super().__init__()
         if mean_fill not in MEAN_FILLS:
@@ -91,7 +91,7 @@ class StrDiffusionInpaintPipeline(DiffusionPipeline, StrDiffusionSamplerMixin):
         self.register_modules(
             structure_unet=structure_unet, texture_unet=texture_unet, scheduler=scheduler, discriminator=discriminator
         )
-        self.register_to_config(mean_fill=mean_fill)
+        self.register_to_config(mean_fill=mean_fill, default_num_inference_steps=default_num_inference_steps)
         self.image_processor = VaeImageProcessor(do_resize=False, do_normalize=False, do_convert_rgb=True)
         self.mask_processor = VaeImageProcessor(
             do_resize=False, do_normalize=False, do_binarize=True, do_convert_grayscale=True
@@ -152,8 +152,14 @@ class StrDiffusionInpaintPipeline(DiffusionPipeline, StrDiffusionSamplerMixin):
         elif location.is_absolute() or str(pretrained_model_name_or_path).startswith((".", "~")) or location.exists():
             raise FileNotFoundError(f"`pretrained_model_name_or_path` {str(location)!r} does not exist.")
         else:
-            stub = hub_stub_path(str(pretrained_model_name_or_path), kwargs)
-        if stub is not None and stub.is_file() and stub.read_text(encoding="utf-8") == CUSTOM_PIPELINE_SOURCE:
+            # A Hub id: download (or find in the cache) the repo first; downloading runs no code, so it may be
+            # trusted. Then the stub is judged like a local folder's.
+            location = Path(
+                cls.download(str(pretrained_model_name_or_path), trust_remote_code=True, **download_options(kwargs))
+            )
+            pretrained_model_name_or_path = location
+            stub = location / f"{CUSTOM_PIPELINE_MODULE}.py"
+        if stub.is_file() and stub.read_text(encoding="utf-8") == CUSTOM_PIPELINE_SOURCE:
             kwargs.setdefault("trust_remote_code", True)
         dtype, torch_dtype = kwargs.pop("dtype", None), kwargs.pop("torch_dtype", None)
         if dtype is not None and torch_dtype is not None:
@@ -191,46 +197,7 @@ class StrDiffusionInpaintPipeline(DiffusionPipeline, StrDiffusionSamplerMixin):
     # ------------------------------------------------------------------ inputs
 
     def _to_tensor(self, images: ImageInput, name: str, channels: int) -> torch.Tensor:
-        items = images if isinstance(images, list) else [images]
-        if not items:
-            raise ValueError(f"`{name}` is an empty list.")
-        converted = []
-        for item in items:
-            if isinstance(item, PIL.Image.Image):
-                converted.append(item)
-                continue
-            if not isinstance(item, np.ndarray | torch.Tensor):
-                raise ValueError(
-                    f"`{name}` must be a PIL image, a numpy array, a torch tensor or a list of them, got {type(item).__name__}."
-                )
-            if item.dtype in (np.uint8, torch.uint8):
-                item = item / 255.0 if isinstance(item, torch.Tensor) else item.astype(np.float32) / 255.0
-            elif isinstance(item, np.ndarray) and not np.issubdtype(item.dtype, np.floating):
-                raise ValueError(f"`{name}` must be float in [0, 1] or uint8, got dtype {item.dtype}.")
-            elif isinstance(item, torch.Tensor) and not item.is_floating_point():
-                raise ValueError(f"`{name}` must be float in [0, 1] or uint8, got dtype {item.dtype}.")
-            if not 2 <= item.ndim <= 4:
-                raise ValueError(f"`{name}` must be 2-, 3- or 4-dimensional, got shape {tuple(item.shape)}.")
-            if isinstance(item, torch.Tensor) and item.ndim >= 3 and item.shape[-3] != channels:
-                raise ValueError(
-                    f"`{name}` must have {channels} channel(s) in (…, C, H, W) layout, got shape {tuple(item.shape)}."
-                )
-            if isinstance(item, np.ndarray) and item.ndim >= 3 and item.shape[-1] != channels:
-                raise ValueError(
-                    f"`{name}` must have {channels} channel(s) in (…, H, W, C) layout, got shape {tuple(item.shape)}."
-                )
-            if item.ndim == 2 and channels != 1:
-                raise ValueError(
-                    f"`{name}` must have {channels} channels, got a 2-D array of shape {tuple(item.shape)}."
-                )
-            value_min, value_max = float(item.min()), float(item.max())
-            if value_min < 0 or value_max > 1:
-                raise ValueError(
-                    f"`{name}` values must be in [0, 1] (float) or [0, 255] (uint8), got [{value_min:.4g}, {value_max:.4g}]."
-                )
-            converted.append(item.float() if isinstance(item, torch.Tensor) else item.astype(np.float32))
-        if isinstance(images, list) and len({type(item) for item in converted}) > 1:
-            raise ValueError(f"`{name}` mixes input types in one list; pass all PIL images, arrays or tensors.")
+        converted = validate_image_items(images, name, channels)
         processor = self.image_processor if channels == 3 else self.mask_processor
         tensor = processor.preprocess(converted if isinstance(images, list) else converted[0])
         if tensor.shape[1] != channels:
@@ -241,7 +208,8 @@ class StrDiffusionInpaintPipeline(DiffusionPipeline, StrDiffusionSamplerMixin):
         """
         Converts user inputs to tensors: the image `(B, 3, H, W)` in [0, 1] and the *known* mask `(B, 1, H, W)`
         (1 = known pixel, the released convention), from a diffusers-style `mask_image` (white/1 = fill, binarized at
-        0.5).
+        0.5). Non-finite values raise a `ValueError` in the mask or in the known region; under the hole they become 0.
+        A list must hold one input type (PIL images, arrays or tensors) of one size.
         """
         image_tensor = self._to_tensor(image, "image", 3)
         fill_mask = self._to_tensor(mask_image, "mask_image", 1)
@@ -257,6 +225,14 @@ class StrDiffusionInpaintPipeline(DiffusionPipeline, StrDiffusionSamplerMixin):
                     "pass one mask per image or a single mask for all."
                 )
             fill_mask = fill_mask.expand(image_tensor.shape[0], -1, -1, -1)
+        if not torch.isfinite(fill_mask).all():
+            raise ValueError("`mask_image` holds non-finite values (NaN or infinity).")
+        if not torch.isfinite(image_tensor).masked_fill(fill_mask.bool(), True).all():
+            raise ValueError(
+                "`image` holds non-finite values (NaN or infinity) outside the region to fill; only pixels under the "
+                "mask may be non-finite (they are never read)."
+            )
+        image_tensor = torch.where(torch.isfinite(image_tensor), image_tensor, 0)  # only hole pixels change
         empty = (fill_mask.flatten(1).amax(dim=1) == 0).nonzero().flatten().tolist()
         if empty:
             raise ValueError(
@@ -303,7 +279,7 @@ class StrDiffusionInpaintPipeline(DiffusionPipeline, StrDiffusionSamplerMixin):
         device, dtype = self._execution_device, self.texture_unet.dtype
         image, known_mask = image.to(device), known_mask.to(device)
         # Nothing under the hole may influence the result: blank it before any map is computed.
-        known_image = image * known_mask
+        known_image = torch.where(known_mask.bool(), image, 0)
         gray, edges = self._structure_maps(
             image if structure_maps == "full_image" else known_image,
             known_mask,
@@ -390,11 +366,12 @@ class StrDiffusionInpaintPipeline(DiffusionPipeline, StrDiffusionSamplerMixin):
         `"latent"` tensors come in the pipeline's dtype, as diffusers' image processor returns them; `"np"` is
         float32 and `"pil"` uint8, both computed from the float32 composite.
         """
-        known = conditions.known_mask.float()
-        images = conditions.image * known + latents.float() * (1 - known)
+        # `torch.where`, not a blend: nothing from the hole (even a non-finite value) leaks into the known pixels.
+        known = conditions.known_mask.bool()
+        images = torch.where(known, conditions.image, latents.float())
         structures = None
         if self.structure_unet is not None:
-            structures = conditions.gray * known + structure_prediction.float() * (1 - known)
+            structures = torch.where(known, conditions.gray, structure_prediction.float())
         if output_type == "latent":
             return images.to(latents.dtype), None if structures is None else structures.to(latents.dtype)
         images = images.clamp(0, 1)
@@ -466,8 +443,9 @@ class StrDiffusionInpaintPipeline(DiffusionPipeline, StrDiffusionSamplerMixin):
                 per image or one for the whole batch. A mask with nothing to fill raises a `ValueError`. Pixels of
                 `image` under the mask are never read.
             num_inference_steps (`int`, *optional*):
-                Reverse steps; `None` uses every step of the scheduler's T (the released sampler). Fewer steps need a
-                scheduler with `algorithm_type="posterior"`.
+                Reverse steps; `None` uses the pipeline's `default_num_inference_steps` with a posterior scheduler,
+                else every step of the scheduler's T (the released sampler). Fewer steps than T need a scheduler with
+                `algorithm_type="posterior"`.
             generator (`torch.Generator` or a list with one per image, *optional*):
                 Makes the call reproducible; with one generator per image, a batch equals the single-image calls.
             latents (`torch.Tensor` of shape `(B, 3, H, W)`, *optional*):
@@ -529,6 +507,8 @@ class StrDiffusionInpaintPipeline(DiffusionPipeline, StrDiffusionSamplerMixin):
         self._begin_call(generator, noise_sampler, known_mask, structure_fraction)
 
         # 4. Timesteps
+        if num_inference_steps is None and self.scheduler.config.algorithm_type == "posterior":
+            num_inference_steps = self.config.default_num_inference_steps
         self.scheduler.set_timesteps(num_inference_steps, device=texture_mu.device)
         timesteps = self.scheduler.timesteps
         self._num_timesteps = len(timesteps)

@@ -79,10 +79,12 @@ from .loop import (
 from .losses import (
     HOLE_WEIGHT,
     denoising_loss,
+    mask_input,
     matching_loss,
     noisy_state,
     oracle_structure,
     sample_timesteps,
+    unet_config,
 )
 
 __all__ = [
@@ -119,6 +121,7 @@ __all__ = [
     "load_component",
     "load_training_images",
     "load_validation_batch",
+    "mask_input",
     "matching_loss",
     "noisy_state",
     "oracle_structure",
@@ -134,6 +137,7 @@ __all__ = [
     "tracker_config",
     "train",
     "train_epoch",
+    "unet_config",
     "warm_start",
     "write_model_card",
 ]

@@ -103,7 +103,7 @@ def warm_start(model: ModelMixin, path: str, subfolder: str) -> ModelMixin:
     if not matching:
         raise ArgumentValueError(f"--init_weights {path!r}: no parameter matches the new {type(model).__name__}.")
     model.load_state_dict(matching, strict=False)
-    fresh = sorted({name.split(".")[0] + "." + name.split(".")[1] for name in target if name not in matching})
+    fresh = sorted({".".join(name.split(".")[:3]) for name in target if name not in matching})
     logger.info(
         f"Warm start from {path}: {len(matching)} of {len(target)} tensors copied; fresh: {', '.join(fresh) or 'none'}."
     )

@@ -12,6 +12,7 @@ import PIL.Image
 import torch
 from accelerate.logging import get_logger
 
+from ..image_io import load_image
 from ..masks import generate_irregular_mask, load_mask, load_mask_files
 from ..structure import TRAINING_CANNY_SIGMA, edge_map, grayscale_map
 from ..utils import center_crop_resize, derived_seed
@@ -269,8 +270,7 @@ def load_validation_batch(args: argparse.Namespace, masks: MaskSource) -> dict[s
     files = list_image_files(args.validation_data_dir, "--validation_data_dir")[: args.num_validation_images]
     samples = []
     for index, path in enumerate(files):
-        with PIL.Image.open(path) as image:
-            pixels = np.asarray(center_crop_resize(image, args.resolution))
+        pixels = np.asarray(center_crop_resize(load_image(path), args.resolution))
         samples.append(_structure_sample(pixels, masks.fixed(index), args.canny_sigma))
     return torch.utils.data.default_collate(samples)
 

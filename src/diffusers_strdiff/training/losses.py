@@ -1,6 +1,8 @@
 # Copyright 2026 The diffusers-strdiff team. Licensed under the Apache License, Version 2.0.
 """The training losses (the released `MatchingLoss` and its x0 variant), their noisy states and PSNR."""
 
+from typing import Any
+
 import torch
 from accelerate.logging import get_logger
 
@@ -31,6 +33,16 @@ def matching_loss(
     known = (error * known_mask).mean(dim=(1, 2, 3))
     hole = (error * (1 - known_mask)).mean(dim=(1, 2, 3))
     return (known + hole_weight * hole).mean()
+
+
+def unet_config(model: torch.nn.Module) -> Any:
+    """The config of a U-Net, possibly wrapped by accelerate for distributed training."""
+    return getattr(model, "module", model).config
+
+
+def mask_input(model: torch.nn.Module, known_mask: torch.Tensor) -> torch.Tensor | None:
+    """`known_mask` for a U-Net built with `known_mask_channel=True`, `None` for one without mask input."""
+    return known_mask if unet_config(model).known_mask_channel else None
 
 
 def sample_timesteps(batch_size: int, num_train_timesteps: int, generator: torch.Generator) -> torch.Tensor:

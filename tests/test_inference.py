@@ -1,0 +1,113 @@
+"""`prepare_for_inference()` (cached conv weights, Winograd F(2x2, 3x3)) keeps the released networks' outputs."""
+
+import copy
+import os
+
+import pytest
+import torch
+
+from diffusers_strdiff import convert_official_checkpoint, inference_threads, load_pipeline
+from diffusers_strdiff.models import inference
+from diffusers_strdiff.models.inference import _InferenceConv2dMixin
+
+from .conftest import load_fixture
+from .test_models import assert_matches_reference, unet_inputs
+
+NAMES = ["texture_unet", "structure_unet", "discriminator"]
+
+
+def call(model: torch.nn.Module, name: str, io: dict[str, torch.Tensor]) -> torch.Tensor:
+    if name == "discriminator":
+        return model(io["sample"], io["timesteps"], io["structure"])
+    return model(timestep=io["timesteps"], **unet_inputs(io)).sample
+
+
+@pytest.fixture(params=[0, inference.WINOGRAD_MIN_CHANNELS], ids=["winograd_everywhere", "default_threshold"])
+def min_channels(request, monkeypatch):
+    monkeypatch.setattr(inference, "WINOGRAD_MIN_CHANNELS", request.param)
+    return request.param
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("name", NAMES)
+def test_prepared_model_matches_plain_model_and_released_outputs(name, min_channels):
+    plain = convert_official_checkpoint(load_fixture(f"{name}_state_dict"))
+    prepared = copy.deepcopy(plain).prepare_for_inference()
+    io = load_fixture(f"{name}_io")
+    reference = io["output"]
+    output = call(prepared, name, io)
+    assert_matches_reference(output, reference)
+    assert_matches_reference(output, call(plain, name, io))
+    assert_matches_reference(call(prepared, name, io), output)  # cached weights: same result on the second call
+    converted = sum(isinstance(module, inference._InferenceConv2dMixin) for module in prepared.modules())
+    assert converted > 0
+    if min_channels == 0:
+        assert all(
+            module._inference_cache[2] is not None
+            for module in prepared.modules()
+            if hasattr(module, "_inference_cache")
+        )
+
+
+def test_prepared_model_keeps_state_dict_and_invalidates_caches(monkeypatch):
+    monkeypatch.setattr(inference, "WINOGRAD_MIN_CHANNELS", 0)
+    state_dict = load_fixture("texture_unet_state_dict")
+    plain = convert_official_checkpoint(state_dict)
+    prepared = copy.deepcopy(plain).prepare_for_inference()
+    assert list(prepared.state_dict()) == list(plain.state_dict())
+    io = load_fixture("texture_unet_io")
+    with torch.no_grad():
+        before = call(prepared, "texture_unet", io)
+        changed = {key: value * 1.1 for key, value in plain.state_dict().items()}
+        prepared.load_state_dict(changed)
+        plain.load_state_dict(changed)
+        after = call(prepared, "texture_unet", io)
+        assert not torch.allclose(after, before)
+        assert_matches_reference(after, call(plain, "texture_unet", io))
+
+
+def test_prepared_model_trains_with_plain_convolutions():
+    model = convert_official_checkpoint(load_fixture("structure_unet_state_dict")).prepare_for_inference()
+    model.train()
+    io = load_fixture("structure_unet_io")
+    call(model, "structure_unet", io).square().mean().backward()
+    assert model.conv_out.weight.grad is not None
+    assert model.down_blocks[0].resnets[0].conv1.weight.grad is not None
+
+
+# ----------------------------------------------------------------------------------------- loading and thread policy
+
+
+def test_load_pipeline_prepares_every_network_and_keeps_outputs() -> None:
+    prepared = load_pipeline(None, "posterior", progress_bar=False)
+    plain = load_pipeline(None, "posterior", progress_bar=False, prepare_for_inference=False)
+    for name in ("structure_unet", "texture_unet", "discriminator"):
+        convolutions = [m for m in getattr(prepared, name).modules() if isinstance(m, torch.nn.Conv2d)]
+        assert any(isinstance(m, _InferenceConv2dMixin) for m in convolutions), name
+        assert not any(isinstance(m, _InferenceConv2dMixin) for m in getattr(plain, name).modules()), name
+    image = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    mask = torch.zeros(1, 1, 32, 32)
+    mask[..., 8:20, 10:26] = 1
+    outputs = [
+        pipeline(image, mask, generator=torch.Generator().manual_seed(1), output_type="pt").images
+        for pipeline in (prepared, plain)
+    ]
+    torch.testing.assert_close(outputs[0], outputs[1], rtol=0, atol=1e-5)
+
+
+def test_inference_threads_policy(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("STRDIFF_THREADS", raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    monkeypatch.setattr(os, "getloadavg", lambda: (2.6, 0.0, 0.0))
+    assert inference_threads() == 5  # 8 cores, ~3 kept busy by other processes
+    monkeypatch.setattr(os, "getloadavg", lambda: (11.0, 0.0, 0.0))
+    assert inference_threads() == 1  # never below one thread
+    assert inference_threads(3) == 3
+    monkeypatch.setenv("STRDIFF_THREADS", "6")
+    assert inference_threads() == 6 and inference_threads(2) == 2
+    for bad in ("0", "two", "-1"):
+        monkeypatch.setenv("STRDIFF_THREADS", bad)
+        with pytest.raises(ValueError, match="STRDIFF_THREADS|positive"):
+            inference_threads()
+    with pytest.raises(ValueError, match="positive"):
+        inference_threads(0)

@@ -46,6 +46,10 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
         "x0 - mu prediction, Telea fill in mu, mask channel",
         ["--prediction_type", "residual", "--mean_fill", "telea", "--known_mask_channel"],
     ),
+    "residual_biharmonic_mask": (
+        "x0 - mu prediction, biharmonic fill in mu, mask channel",
+        ["--prediction_type", "residual", "--mean_fill", "biharmonic", "--known_mask_channel"],
+    ),
     "residual_pyramid_mask": (
         "x0 - mu prediction, push-pull fill in mu, mask channel",
         ["--prediction_type", "residual", "--mean_fill", "pyramid", "--known_mask_channel"],

@@ -148,11 +148,11 @@ def test_fill_keeps_known_pixels_and_never_reads_the_hole(method: str) -> None:
         assert torch.equal(filled[~known], torch.zeros_like(filled[~known]))
 
 
-@pytest.mark.parametrize("method", ["telea", "pyramid"])
+@pytest.mark.parametrize("method", ["telea", "biharmonic", "pyramid"])
 def test_fill_continues_the_colour_around_the_hole(method: str) -> None:
     """
-    A flat image is filled with its colour (exactly by the push-pull fill; Telea's fast-marching weights drift by a
-    few 8-bit levels); a left/right split keeps each side's colour far from the border.
+    A flat image is filled with its colour (exactly by the push-pull and biharmonic fills up to float error; Telea's
+    fast-marching weights drift by a few 8-bit levels); a left/right split keeps each side's colour far from the border.
     """
     colour = torch.tensor([0.2, 0.6, 0.8]).view(1, 3, 1, 1)
     known_mask = torch.ones(1, 1, 32, 32)

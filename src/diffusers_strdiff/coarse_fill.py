@@ -15,11 +15,14 @@ import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
+from skimage.restoration import inpaint_biharmonic
 
-MEAN_FILLS: tuple[str, ...] = ("zeros", "telea", "pyramid")
+MEAN_FILLS: tuple[str, ...] = ("zeros", "telea", "biharmonic", "pyramid")
 """`"zeros"`: the released mean (hole = 0). `"telea"`: OpenCV's fast-marching inpainting (Telea 2004, radius
-`TELEA_RADIUS`), computed on the 8-bit image. `"pyramid"`: push-pull interpolation over a pyramid of masked averages
-(float, batched, runs on any device)."""
+`TELEA_RADIUS`), computed on the 8-bit image. `"biharmonic"`: scikit-image's biharmonic inpainting (the smooth
+solution of the biharmonic equation with the known pixels as boundary), in float64 on the CPU; about 20 ms at 64 px and
+1.5 s at 512 px per image. `"pyramid"`: push-pull interpolation over a pyramid of masked averages (float, batched,
+runs on any device)."""
 
 TELEA_RADIUS = 3
 """Neighbourhood radius (px) of the Telea fill: the radius of the classical baseline of the evaluation harness."""
@@ -47,6 +50,8 @@ def fill_hole(image: torch.Tensor, known_mask: torch.Tensor, method: str) -> tor
         return known_image
     if method == "telea":
         filled = _telea_fill(known_image, known_mask)
+    elif method == "biharmonic":
+        filled = _biharmonic_fill(known_image, known_mask)
     else:
         filled = _pyramid_fill(known_image, known_mask)
     return torch.where(known, known_image, filled.to(image.dtype))
@@ -65,6 +70,17 @@ def _telea_fill(known_image: torch.Tensor, known_mask: torch.Tensor) -> torch.Te
         result = cv2.inpaint(np.ascontiguousarray(item), hole, TELEA_RADIUS, cv2.INPAINT_TELEA)
         filled[index] = result.reshape(item.shape)
     return torch.from_numpy(filled).to(known_image.device).permute(0, 3, 1, 2).float() / 255
+
+
+def _biharmonic_fill(known_image: torch.Tensor, known_mask: torch.Tensor) -> torch.Tensor:
+    """Biharmonic fill of each item (float64 on the CPU); images without any known pixel stay 0."""
+    pixels = known_image.detach().double().clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()
+    holes = (known_mask[:, 0] < 0.5).cpu().numpy()
+    filled = np.zeros_like(pixels)
+    for index, (item, hole) in enumerate(zip(pixels, holes, strict=True)):
+        if not hole.all():
+            filled[index] = inpaint_biharmonic(item, hole, channel_axis=-1)
+    return torch.from_numpy(filled).to(known_image.device).permute(0, 3, 1, 2).float().clamp(0, 1)
 
 
 def _pyramid_fill(known_image: torch.Tensor, known_mask: torch.Tensor) -> torch.Tensor:

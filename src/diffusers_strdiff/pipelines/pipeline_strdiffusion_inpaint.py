@@ -97,9 +97,9 @@ class StrDiffusionInpaintPipeline(DiffusionPipeline):
         scheduler ([`MeanRevertingSDEScheduler`]): the SDE shared by both processes.
         discriminator ([`StrDiffusionDiscriminator`], *optional*): needed only by the resampling callback.
         mean_fill (`str`, defaults to `"zeros"`): what the texture SDE's mean holds in the hole: `"zeros"` (released)
-            or a coarse classical fill (`"telea"`, `"pyramid"`; see [`~diffusers_strdiff.coarse_fill.fill_hole`]). It
-            must be what the texture network was trained with; it is saved in `model_index.json`, so
-            `from_pretrained` restores it.
+            or a coarse classical fill (`"telea"`, `"biharmonic"`, `"pyramid"`; see
+            [`~diffusers_strdiff.coarse_fill.fill_hole`]). It must be what the texture network was trained with; it is
+            saved in `model_index.json`, so `from_pretrained` restores it.
         default_num_inference_steps (`int`, *optional*): the number of reverse steps a call uses when it passes no
             `num_inference_steps` and the scheduler is a posterior (few-step) sampler; saved in `model_index.json`
             (the bundled checkpoint stores its recommended setting there). `None`, or the Euler-Maruyama sampler:

@@ -50,7 +50,12 @@ def parse_args() -> argparse.Namespace:
         help="`StrDiffusionInpaintPipeline.from_pretrained` or `DiffusionPipeline.from_pretrained(trust_remote_code=True)`.",
     )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--no_resampling", action="store_true", help="Skip the discriminator-gated resampling.")
+    parser.add_argument(
+        "--resampling",
+        action="store_true",
+        help="Add the discriminator-gated resampling (off by default: no gain with the bundled checkpoint).",
+    )
+    parser.add_argument("--no_resampling", dest="resampling", action="store_false", help=argparse.SUPPRESS)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
     if args.mask is None:
@@ -75,7 +80,7 @@ def main() -> None:
         mask_image=mask,
         num_inference_steps=args.steps,
         generator=torch.Generator(args.device).manual_seed(args.seed),
-        callback_on_step_end=None if args.no_resampling else DiscriminatorGatedResampling(),
+        callback_on_step_end=DiscriminatorGatedResampling() if args.resampling else None,
     )
     result, structure = output.images[0], output.structures[0]
 

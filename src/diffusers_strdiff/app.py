@@ -41,6 +41,9 @@ SAMPLER_CHOICES = [
 #: The sampler the app starts with: with the bundled checkpoint the few-step posterior sampler scores 2-4 dB PSNR above
 #: the released one at a tenth of the network evaluations (`benchmarks/bench_sampler.py`, README "Few-step sampling").
 DEFAULT_SAMPLER = "posterior"
+#: Whether the discriminator-gated resampling starts switched on (off: with the bundled checkpoint it changes PSNR by
+#: less than 0.3 dB at 2.5x the network evaluations; README "Evaluation").
+DEFAULT_RESAMPLING = False
 #: The bundled examples offered below the editor, in `BUNDLED_EXAMPLES` (`<name>.png`, `<name>_mask.png`).
 EXAMPLE_NAMES = ("bridge", "alphabets", "sunset")
 #: Brush colour and opacity of the mask layer; any painted pixel (alpha > 0) is filled.
@@ -290,7 +293,9 @@ def build_demo(
                     interactive=DEFAULT_SAMPLER != "released",
                     elem_id="steps",
                 )
-                resampling = gr.Checkbox(value=True, label="Discriminator-gated resampling", elem_id="resampling")
+                resampling = gr.Checkbox(
+                    value=DEFAULT_RESAMPLING, label="Discriminator-gated resampling", elem_id="resampling"
+                )
                 seed = gr.Number(value=0, precision=0, minimum=0, label="Seed", elem_id="seed")
                 button = gr.Button("Inpaint", variant="primary", elem_id="run")
         with gr.Row():
@@ -303,7 +308,7 @@ def build_demo(
         inputs = [editor, steps, sampler, resampling, seed]
         outputs = [result, structure, mask, status]
         gr.Examples(
-            examples=[[value, steps.value, DEFAULT_SAMPLER, True, 0] for value in examples],
+            examples=[[value, steps.value, DEFAULT_SAMPLER, DEFAULT_RESAMPLING, 0] for value in examples],
             inputs=inputs,
             outputs=outputs,
             fn=run,

@@ -145,7 +145,7 @@ def _inpaint_arguments(args: argparse.Namespace) -> tuple[Path, Path, Path]:
 def _inpaint_settings(args: argparse.Namespace, device: str) -> "InpaintSettings":
     from .batch_inpaint import InpaintSettings
 
-    return InpaintSettings(args.steps, args.seed, not args.no_resampling, args.max_side, device)
+    return InpaintSettings(args.steps, args.seed, args.resampling, args.max_side, device)
 
 
 def set_threads(threads: int | None, processes: int = 1) -> int:
@@ -309,7 +309,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--sampler", choices=SAMPLERS, default="posterior", help="Reverse-step rule (default: the few-step sampler)."
     )
     inpaint.add_argument("--seed", type=int, default=0, help="Seed of every image's sampler noise.")
-    inpaint.add_argument("--no_resampling", action="store_true", help="Skip the discriminator-gated resampling.")
+    inpaint.add_argument(
+        "--resampling",
+        action="store_true",
+        help="Add the discriminator-gated resampling (off by default: no gain with the bundled checkpoint).",
+    )
+    inpaint.add_argument("--no_resampling", dest="resampling", action="store_false", help=argparse.SUPPRESS)
     inpaint.add_argument(
         "--device", help="Torch device (default: cpu; under `accelerate launch`, each process's own device)."
     )

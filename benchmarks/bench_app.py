@@ -78,11 +78,12 @@ def bench_app(image_path: Path, mask_path: Path, repeats: int) -> dict[str, floa
     return {"load_s": load_seconds, "median_s": statistics.median(seconds), "peak_mib": peak_rss_mib()}
 
 
-# `python -m diffusers_strdiff.cli ARGS` that prints its own peak resident memory (KiB) as its last stderr line (the
-# children's rusage would count the parent's pages copied at fork).
+# `python -m diffusers_strdiff.cli ARGS` that prints its own peak resident memory (KiB, `VmHWM` of /proc/self/status)
+# as its last stderr line (`ru_maxrss` of a child also counts the parent's memory at fork).
 CLI_WITH_PEAK = (
-    "import atexit, resource, runpy, sys; "
-    "atexit.register(lambda: print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)); "
+    "import atexit, runpy, sys; "
+    "atexit.register(lambda: print([line.split()[1] for line in open('/proc/self/status') "
+    "if line.startswith('VmHWM')][0], file=sys.stderr)); "
     "sys.argv[0] = 'strdiff'; runpy.run_module('diffusers_strdiff.cli', run_name='__main__')"
 )
 

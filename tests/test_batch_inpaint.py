@@ -5,16 +5,15 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 import numpy as np
 import PIL.Image
 import pytest
 
-from diffusers_strdiff import BUNDLED_EXAMPLES
+from diffusers_strdiff import BUNDLED_EXAMPLES, batch_inpaint
 from diffusers_strdiff.cli import main
+from diffusers_strdiff.image_io import save_image
 
 from .test_pipeline import tiny_pipeline
 
@@ -138,7 +137,9 @@ def test_accelerate_launch_two_processes_writes_each_output_once(folders: dict[s
     assert sorted(path.name for path in folders["output"].iterdir()) == [f"{name}.png" for name in sorted(NAMES)]
 
 
-def test_ctrl_c_stops_after_the_current_batch(folders: dict[str, Path], checkpoint: Path, capsys) -> None:
+def test_ctrl_c_stops_after_the_current_batch(
+    folders: dict[str, Path], checkpoint: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
     images, masks, output = folders["images"], folders["masks"], folders["output"]
     (images / "broken.png").unlink()
     (images / "unmatched.png").unlink()
@@ -146,12 +147,15 @@ def test_ctrl_c_stops_after_the_current_batch(folders: dict[str, Path], checkpoi
         shutil.copy(images / "bridge.png", images / f"copy{index}.png")
         shutil.copy(masks / "bridge.png", masks / f"copy{index}.png")
 
-    def interrupt_after_the_first_output() -> None:  # a real SIGINT, as Ctrl-C sends it
-        while not any(output.glob("*.png")):
-            time.sleep(0.002)
-        os.kill(os.getpid(), signal.SIGINT)
+    written_so_far = []
 
-    threading.Thread(target=interrupt_after_the_first_output, daemon=True).start()
+    def save_and_interrupt(*args, **kwargs) -> None:  # a real SIGINT, as Ctrl-C sends it, right after the first output
+        save_image(*args, **kwargs)
+        written_so_far.append(args[1])
+        if len(written_so_far) == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(batch_inpaint, "save_image", save_and_interrupt)
     code, out, err = run(
         capsys, "inpaint", "--image", images, "--mask", masks, "--output", output, "--checkpoint", checkpoint,
         *FEW_STEPS, "--batch_size", "2",

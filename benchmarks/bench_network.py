@@ -15,10 +15,11 @@ Variants (`--variants`):
 * `bf16` (opt-in): the prepared model under `torch.autocast("cpu", torch.bfloat16)`.
 
 Each (configuration, network, size, batch) runs in a fresh process that times all variants **interleaved**
-(`--repeats` rounds of one call per variant, after one warm-up call each) and reports medians, so that a variant and
-its reference see the same machine load. `max rel diff` is `max |out - plain| / max |plain|`. Peak memory is measured
-in one more fresh process per variant (one warm-up and one timed call): `ru_maxrss` after the calls minus the
-resident size after loading the model and inputs.
+(`--repeats` rounds of one call per variant, after one warm-up call each; fewer rounds, at least one, once the timed
+rounds took `--max_seconds`, so that the 512 px rows finish) and reports medians, so that a variant and its reference
+see the same machine load. `max rel diff` is `max |out - plain| / max |plain|`. Peak memory is measured in one more
+fresh process per variant (one call): `ru_maxrss` after the call minus the resident size after loading the model and
+inputs.
 
     python benchmarks/bench_network.py --quick                     # 128 px, batch 1, 2 repeats (a few minutes)
     python benchmarks/bench_network.py --output docs/bench/bench_network.json   # 128/256/512 px, batch 1 and 4
@@ -51,6 +52,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--sizes", type=int, nargs="+", default=[128, 256, 512], help="Square input sides.")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 4], help="Batch sizes.")
     parser.add_argument("--repeats", type=int, default=3, help="Timed calls per variant (median reported).")
+    parser.add_argument(
+        "--max_seconds",
+        type=float,
+        default=60.0,
+        help="Stop repeating once the timed rounds of a worker took this long (at least one round).",
+    )
     parser.add_argument(
         "--variants", nargs="+", choices=VARIANTS, default=["plain", "prepared"], help="`plain` is always included."
     )
@@ -101,7 +108,10 @@ def network_inputs(model: torch.nn.Module, network: str, size: int, batch: int) 
         return sample, timesteps, torch.rand(batch, 1, size, size, generator=generator)
     condition = torch.rand(batch, channels, size, size, generator=generator)
     guidance = torch.rand(batch, 1, size, size, generator=generator) if network == "texture" else None
-    return sample, timesteps, condition, guidance
+    known_mask = None
+    if model.config.known_mask_channel:  # the bundled networks take the known mask as an input channel
+        known_mask = (torch.rand(batch, 1, size, size, generator=generator) > 0.3).float()
+    return sample, timesteps, condition, guidance, known_mask
 
 
 def make_variant(model: torch.nn.Module, variant: str):
@@ -142,7 +152,6 @@ def worker(task: dict) -> dict:
         call = make_variant(model, task["variant"])
         baseline = rss_mib()
         call(inputs)
-        call(inputs)
         return {"peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - baseline}
 
     calls, times, first_call, outputs = {}, {}, {}, {}
@@ -152,11 +161,14 @@ def worker(task: dict) -> dict:
         outputs[variant] = calls[variant](inputs)
         first_call[variant] = time.perf_counter() - start
         times[variant] = []
+    started = time.perf_counter()
     for _ in range(task["repeats"]):
         for variant, call in calls.items():
             start = time.perf_counter()
             call(inputs)
             times[variant].append(time.perf_counter() - start)
+        if time.perf_counter() - started > task["max_seconds"]:
+            break
     reference = outputs["plain"].float()
     scale = reference.abs().max().item() or 1.0
     return {
@@ -194,7 +206,9 @@ def main(argv: list[str] | None = None) -> None:
         "repeats": args.repeats,
     }
     rows = []
-    header = "| config | network | px | batch | variant | s/call | ratio vs plain | max rel diff | peak MiB |"
+    header = (
+        "| config | network | px | batch | variant | s/call | timed calls | ratio vs plain | max rel diff | peak MiB |"
+    )
     print(f"threads {environment['threads']}, load average at start {environment['loadavg_at_start']}\n")
     print(header)
     print("|---" * (header.count("|") - 1) + "|")
@@ -205,7 +219,15 @@ def main(argv: list[str] | None = None) -> None:
                     if network == "discriminator" and batch not in (1, 2, 3) and batch % 4:
                         continue
                     base = dict(config=config, network=network, size=size, batch=batch, threads=args.threads)
-                    timing = run_worker({**base, "mode": "time", "variants": args.variants, "repeats": args.repeats})
+                    timing = run_worker(
+                        {
+                            **base,
+                            "mode": "time",
+                            "variants": args.variants,
+                            "repeats": args.repeats,
+                            "max_seconds": args.max_seconds,
+                        }
+                    )
                     plain_seconds = timing["plain"]["seconds"]
                     for variant, measured in timing.items():
                         peak = None
@@ -217,6 +239,7 @@ def main(argv: list[str] | None = None) -> None:
                         peak_text = "-" if peak is None else f"{peak:.0f}"
                         print(
                             f"| {config} | {network} | {size} | {batch} | {variant} | {measured['seconds']:.3f} | "
+                            f"{len(measured['times'])} | "
                             f"{row['ratio']:.2f}x | {measured['max_rel_diff']:.1e} | {peak_text} |",
                             flush=True,
                         )

@@ -20,7 +20,7 @@ cd "$(dirname "$0")/.."
 STEPS="${1:-1600}"
 RUNS="${2:-runs/default}"
 BASE_STEPS="${3:-800}"
-FINETUNE_STEPS="${4:-1200}"
+FINETUNE_STEPS="${4:-2400}"
 [ -d data/photos/train ] || python scripts/prepare_photos.py --output_dir data/photos
 for split in train eval; do
   python scripts/downscale_images.py "data/photos/$split" "data/photos_256/$split" --short_side 256 > /dev/null
@@ -61,9 +61,10 @@ launch training/train_texture.py "${COMMON[@]}" "${FINETUNE[@]}" "${UNET[@]}" --
   --no_structure_guidance --output_dir "$RUNS/texture_unguided_biharmonic" >> "$RUNS/texture_unguided_biharmonic.log" 2>&1 &
 wait
 
-# The bundled checkpoint (EMA weights of the three networks; posterior sampler, 5 steps by default) and the
+# The bundled checkpoint (EMA weights of the three networks; posterior sampler, 2 steps by default: the cheapest
+# setting within 0.3 dB of the best in the few-step sweep, docs/bench) and the
 # no-structure ablation pipeline.
 python training/assemble_pipeline.py --structure "$RUNS/structure" --texture "$RUNS/texture_biharmonic" \
-  --discriminator "$RUNS/discriminator" --sampler posterior --default_num_inference_steps 5 --output_dir "$RUNS/pipeline"
+  --discriminator "$RUNS/discriminator" --sampler posterior --default_num_inference_steps 2 --output_dir "$RUNS/pipeline"
 python training/assemble_pipeline.py --texture "$RUNS/texture_unguided_biharmonic" --sampler posterior \
-  --default_num_inference_steps 5 --output_dir "$RUNS/pipeline_no_structure"
+  --default_num_inference_steps 2 --output_dir "$RUNS/pipeline_no_structure"

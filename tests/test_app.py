@@ -108,6 +108,22 @@ def test_build_demo_layout(checkpoint: Path) -> None:
     assert demo._queue.default_concurrency_limit == 1
 
 
+def steps_slider_value(demo: gr.Blocks) -> int:
+    (steps,) = [block for block in demo.blocks.values() if block.elem_id == "steps"]
+    return steps.value
+
+
+def test_steps_start_at_the_checkpoint_default(tmp_path: Path) -> None:
+    pipeline = tiny_pipeline()
+    plain, tuned = tmp_path / "plain", tmp_path / "tuned"
+    pipeline.save_pretrained(plain)
+    pipeline.register_to_config(default_num_inference_steps=3)
+    pipeline.save_pretrained(tuned)
+    num_train_timesteps = pipeline.scheduler.config.num_train_timesteps
+    assert steps_slider_value(app.build_demo(plain, device="cpu")) == min(app.FALLBACK_FEW_STEPS, num_train_timesteps)
+    assert steps_slider_value(app.build_demo(tuned, device="cpu")) == 3
+
+
 def test_space_requirements_cover_install_requires() -> None:
     def name(requirement: str) -> str:
         return re.split(r"[<>=!~;\[ ]", requirement, maxsplit=1)[0].lower().replace("_", "-")

@@ -71,6 +71,17 @@ def test_inpaints_a_bundled_example_with_few_steps(pipeline, name):
     assert output.nfe["texture"] == 5 and output.nfe["total"] == 5 + output.nfe["structure"]
 
 
+def test_call_without_options_runs_the_recommended_setting(pipeline):
+    """The saved scheduler and `default_num_inference_steps` are the few-step setting the sweep chose: 2 posterior
+    steps without resampling, 3 network evaluations (1 structure + 2 texture)."""
+    assert pipeline.scheduler.config.algorithm_type == "posterior"
+    assert pipeline.config.default_num_inference_steps == 2
+    image = Image.open(BUNDLED_EXAMPLES / "bridge.png").convert("RGB")
+    mask = Image.open(BUNDLED_EXAMPLES / "bridge_mask.png")
+    output = pipeline(image=image, mask_image=mask, generator=torch.Generator().manual_seed(0))
+    assert output.nfe == {"structure": 1, "texture": 2, "discriminator": 0, "total": 3}
+
+
 def test_installed_wheel_carries_the_checkpoint(tmp_path):
     """`pip install .` outside the checkout: the wheel holds the checkpoint and the examples, and they load."""
     wheel_dir, target = tmp_path / "wheel", tmp_path / "site"

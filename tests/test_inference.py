@@ -2,6 +2,8 @@
 
 import copy
 import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -32,7 +34,7 @@ def min_channels(request, monkeypatch):
 @pytest.mark.parametrize("name", NAMES)
 def test_prepared_model_matches_plain_model_and_released_outputs(name, min_channels):
     plain = convert_official_checkpoint(load_fixture(f"{name}_state_dict"))
-    prepared = copy.deepcopy(plain).prepare_for_inference()
+    prepared = copy.deepcopy(plain).prepare_for_inference(winograd=True)
     io = load_fixture(f"{name}_io")
     reference = io["output"]
     output = call(prepared, name, io)
@@ -111,3 +113,66 @@ def test_inference_threads_policy(monkeypatch: pytest.MonkeyPatch) -> None:
             inference_threads()
     with pytest.raises(ValueError, match="positive"):
         inference_threads(0)
+
+
+def test_winograd_weight_is_transformed_in_blocks_of_output_channels():
+    """More output channels than one block: the blocked float64 transform equals the whole one, and the Winograd
+    convolution equals a float64 direct convolution."""
+    generator = torch.Generator().manual_seed(0)
+    out_channels = 2 * inference._WINOGRAD_WEIGHT_BLOCK + 22
+    weight = torch.randn(out_channels, 5, 3, 3, generator=generator)
+    bias = torch.randn(out_channels, generator=generator)
+    kernel_transform = torch.tensor(inference._WINOGRAD_G, dtype=torch.float64)
+    whole = torch.einsum("ik,ockl,jl->ijco", kernel_transform, weight.double(), kernel_transform)
+    transformed = inference.winograd_weight(weight)
+    assert transformed.shape == (16, 5, out_channels) and transformed.dtype == torch.float32
+    torch.testing.assert_close(transformed, whole.reshape(16, 5, out_channels).float(), rtol=1e-6, atol=1e-6)
+    hidden_states = torch.randn(2, 5, 9, 12, generator=generator)
+    expected = torch.nn.functional.conv2d(hidden_states.double(), weight.double(), bias.double(), padding=1)
+    output = inference.winograd_conv3x3(hidden_states, transformed, bias)
+    torch.testing.assert_close(output.double(), expected, rtol=1e-5, atol=1e-5)
+
+
+@torch.no_grad()
+def test_winograd_is_skipped_where_it_does_not_pay(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The discriminator only caches its weights by default, and calls whose transformed input exceeds
+    `WINOGRAD_MAX_TRANSFORM_BYTES` run direct (their Winograd kernels are never computed); outputs are unchanged."""
+    monkeypatch.setattr(inference, "WINOGRAD_MIN_CHANNELS", 0)
+    discriminator = convert_official_checkpoint(load_fixture("discriminator_state_dict")).prepare_for_inference()
+    io = load_fixture("discriminator_io")
+    assert_matches_reference(call(discriminator, "discriminator", io), io["output"])
+    caches = [m._inference_cache for m in discriminator.modules() if isinstance(m, _InferenceConv2dMixin)]
+    assert caches and all(cache[2] is None for cache in caches)
+
+    plain = convert_official_checkpoint(load_fixture("texture_unet_state_dict"))
+    prepared = copy.deepcopy(plain).prepare_for_inference()
+    monkeypatch.setattr(inference, "WINOGRAD_MAX_TRANSFORM_BYTES", 0)
+    io = load_fixture("texture_unet_io")
+    assert_matches_reference(call(prepared, "texture_unet", io), call(plain, "texture_unet", io))
+    caches = [m._inference_cache for m in prepared.modules() if isinstance(m, _InferenceConv2dMixin)]
+    assert caches and all(cache[2] is None for cache in caches)
+    monkeypatch.setattr(inference, "WINOGRAD_MAX_TRANSFORM_BYTES", 2**40)
+    assert_matches_reference(call(prepared, "texture_unet", io), call(plain, "texture_unet", io))
+    assert all(cache[2] is not None for cache in caches)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
+def test_reuse_freed_memory_stops_page_faults_on_reallocation() -> None:
+    """A freed 64 MiB tensor is handed out again without faulting in fresh pages (~16k faults without the setting)."""
+    script = """
+import resource, sys, torch
+from diffusers_strdiff import reuse_freed_memory
+if sys.argv[1] == "on":
+    assert reuse_freed_memory()
+for _ in range(2):  # the heap grows to its working size
+    tensor = torch.ones(16 * 2**20)
+    del tensor
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+tensor = torch.ones(16 * 2**20)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+    faults = {}
+    for mode in ("off", "on"):
+        process = subprocess.run([sys.executable, "-c", script, mode], capture_output=True, text=True, check=True)
+        faults[mode] = int(process.stdout.split()[-1])
+    assert faults["off"] > 10_000 and faults["on"] < 1_000, faults

@@ -18,6 +18,7 @@ from .pipelines import (
     StrDiffusionInpaintPipelineOutput,
     inference_threads,
     load_pipeline,
+    reuse_freed_memory,
     use_sampler,
 )
 from .schedulers import SAMPLER_PRESETS, MeanRevertingSDEScheduler, MeanRevertingSDESchedulerOutput
@@ -52,5 +53,6 @@ __all__ = [
     "load_mask",
     "load_mask_files",
     "load_pipeline",
+    "reuse_freed_memory",
     "use_sampler",
 ]

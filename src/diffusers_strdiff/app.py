@@ -31,8 +31,9 @@ from .image_io import (
 )
 from .pipelines import StrDiffusionInpaintPipeline, load_pipeline
 
-#: Reverse steps the few-step (posterior) sampler starts with.
-DEFAULT_FEW_STEPS = 5
+#: Reverse steps the few-step (posterior) sampler starts with for a checkpoint that names none
+#: (`default_num_inference_steps` in its `model_index.json`; see [`default_few_steps`]).
+FALLBACK_FEW_STEPS = 5
 #: (label, value) choices of the sampler control; the values are samplers of `diffusers_strdiff.load_pipeline`.
 SAMPLER_CHOICES = [
     ("Full (released sampler, all T steps)", "released"),
@@ -237,6 +238,12 @@ def write_example_values(folder: Path) -> list[EditorValue]:
     return values
 
 
+def default_few_steps(pipeline: StrDiffusionInpaintPipeline) -> int:
+    """The steps the app's few-step sampler starts with: the checkpoint's `default_num_inference_steps` (the setting
+    its evaluation chose), else `FALLBACK_FEW_STEPS`."""
+    return pipeline.config.get("default_num_inference_steps") or FALLBACK_FEW_STEPS
+
+
 def build_demo(
     checkpoint: str | os.PathLike | None = None, max_side: int = DEFAULT_MAX_SIDE, device: str | None = None
 ) -> gr.Blocks:
@@ -246,7 +253,8 @@ def build_demo(
     """
     device = device or default_device()
     checkpoint_key = None if checkpoint is None else str(checkpoint)
-    num_train_timesteps = get_pipeline(checkpoint_key, "released", device).scheduler.config.num_train_timesteps
+    pipeline = get_pipeline(checkpoint_key, "released", device)
+    num_train_timesteps = pipeline.scheduler.config.num_train_timesteps
     examples = write_example_values(Path(tempfile.gettempdir()) / "diffusers_strdiff_examples")
 
     def run(
@@ -286,7 +294,7 @@ def build_demo(
                 steps = gr.Slider(
                     1,
                     num_train_timesteps,
-                    value=min(DEFAULT_FEW_STEPS, num_train_timesteps),
+                    value=min(default_few_steps(pipeline), num_train_timesteps),
                     step=1,
                     label="Steps (few-step sampler)",
                     info=f"The released sampler always runs all {num_train_timesteps} steps.",

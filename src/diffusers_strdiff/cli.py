@@ -151,11 +151,14 @@ def _inpaint_settings(args: argparse.Namespace, device: str) -> "InpaintSettings
 def set_threads(threads: int | None, processes: int = 1) -> int:
     """
     Sets torch's CPU threads to [`diffusers_strdiff.inference_threads`] (`threads`, `$STRDIFF_THREADS`, or the free
-    cores) shared by `processes` processes of one run; returns the count. A bad count is a `CommandError`.
+    cores) shared by `processes` processes of one run, and lets the allocator reuse freed memory
+    ([`diffusers_strdiff.reuse_freed_memory`]); returns the thread count. A bad count is a `CommandError`.
     """
     import torch
 
-    from .pipelines.loading import inference_threads
+    from .pipelines.loading import inference_threads, reuse_freed_memory
+
+    reuse_freed_memory()
 
     try:
         count = max(1, inference_threads(threads) // processes) if threads is None else inference_threads(threads)

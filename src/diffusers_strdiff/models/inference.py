@@ -8,9 +8,10 @@ zero-padded convolution of a model
 
 * cache its effective weight (the spectral-norm division `original / sigma` of the SPADE convolutions is then done
   once instead of on every call), and
-* run as a Winograd F(2x2, 3x3) convolution (Lavin & Gray, 2016) where the layer is wide enough for that to pay:
-  the 3x3 kernels are transformed once (in float64) into 4x4 ones and the convolution becomes 16 matrix products
-  with 16/36 of the multiplications. The result is the same convolution up to float rounding (measured: ~10x
+* run as a Winograd F(2x2, 3x3) convolution (Lavin & Gray, 2016) where that pays: wide layers
+  (`WINOGRAD_MIN_CHANNELS`) on inputs whose transform stays cache-sized (`WINOGRAD_MAX_TRANSFORM_BYTES`). The 3x3
+  kernels are transformed once (in float64, on the first such call) into 4x4 ones and the convolution becomes 16
+  matrix products with 16/36 of the multiplications. The result is the same convolution up to float rounding (measured: ~10x
   *smaller* error against a float64 convolution than oneDNN's direct float32 convolution).
 
 The caches are keyed on the parameters' storage and version counters, so `load_state_dict`, in-place updates and
@@ -24,16 +25,30 @@ from torch import nn
 #: A 3x3 convolution runs as Winograd F(2x2, 3x3) when the harmonic mean of its input and output channels is at least
 #: this (narrower layers are bound by the transforms, which eager PyTorch does not fuse, and stay direct).
 WINOGRAD_MIN_CHANNELS = 256
+#: ... and when the transformed input of the call (16 values per 2x2 output tile and input channel) takes at most this
+#: many bytes: larger ones no longer stay in the CPU caches, and the transforms, bound by memory, then cost more than
+#: the saved multiplications (measured: 0.94-0.98x of the plain networks at 512 px, released config).
+WINOGRAD_MAX_TRANSFORM_BYTES = 32 * 2**20
 
 # F(2x2, 3x3) kernel transform G (4x3); the input (B^T) and output (A^T) transforms are written out below.
 _WINOGRAD_G = ((1.0, 0.0, 0.0), (0.5, 0.5, 0.5), (0.5, -0.5, 0.5), (0.0, 0.0, 1.0))
 
 
+#: Output channels transformed at a time by [`winograd_weight`]: bounds its float64 scratch memory (a 1536 -> 1024
+#: layer would otherwise need ~300 MB of it at once).
+_WINOGRAD_WEIGHT_BLOCK = 64
+
+
 def winograd_weight(weight: torch.Tensor) -> torch.Tensor:
     """`(out, in, 3, 3)` kernels -> the `(16, in, out)` Winograd F(2x2, 3x3) kernels `G w G^T`, computed in float64."""
     transform = torch.tensor(_WINOGRAD_G, dtype=torch.float64, device=weight.device)
-    transformed = torch.einsum("ik,ockl,jl->ijco", transform, weight.detach().double(), transform)
-    return transformed.reshape(16, weight.shape[1], weight.shape[0]).to(weight.dtype).contiguous()
+    out_channels, in_channels = weight.shape[:2]
+    transformed = weight.new_empty(16, in_channels, out_channels)
+    for start in range(0, out_channels, _WINOGRAD_WEIGHT_BLOCK):
+        block = weight[start : start + _WINOGRAD_WEIGHT_BLOCK].detach().double()
+        block = torch.einsum("ik,ockl,jl->ijco", transform, block, transform)
+        transformed[:, :, start : start + _WINOGRAD_WEIGHT_BLOCK] = block.reshape(16, in_channels, -1)
+    return transformed
 
 
 def winograd_conv3x3(
@@ -71,6 +86,13 @@ def winograd_conv3x3(
     return output.permute(0, 3, 1, 2)
 
 
+def _winograd_transform_bytes(hidden_states: torch.Tensor) -> int:
+    """Size of the Winograd-transformed input of `hidden_states` `(B, C, H, W)`: 16 values per tile and channel."""
+    batch_size, channels, height, width = hidden_states.shape
+    tiles = batch_size * ((height + 1) // 2) * ((width + 1) // 2)
+    return 16 * tiles * channels * hidden_states.element_size()
+
+
 def _is_winograd_shape(conv: nn.Conv2d) -> bool:
     return (
         conv.kernel_size == (3, 3)
@@ -83,56 +105,77 @@ def _is_winograd_shape(conv: nn.Conv2d) -> bool:
 
 
 class _InferenceConv2dMixin:
-    """Forward of a prepared `nn.Conv2d` (possibly spectral-normalised): cached weight, Winograd when it pays."""
+    """
+    Forward of a prepared `nn.Conv2d` (possibly spectral-normalised): cached weight, Winograd when it pays. The cache
+    `_inference_cache` is `[key, weight, winograd_kernels]`; the Winograd kernels are computed on the first call that
+    uses them (`None` until then, or for layers that never run as Winograd).
+    """
 
-    def _inference_weights(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _inference_cache_entry(self) -> list:
         tensors = [*self.parameters(), *self.buffers()]
         key = tuple((tensor.data_ptr(), tensor._version, tensor.dtype, tensor.device) for tensor in tensors)
         cache = self.__dict__.get("_inference_cache")
         if cache is None or cache[0] != key:
             with torch.no_grad():
                 weight = self.weight.detach()  # runs the spectral-norm parametrization once
-                in_channels, out_channels = weight.shape[1], weight.shape[0]
-                use_winograd = 2 * in_channels * out_channels >= WINOGRAD_MIN_CHANNELS * (in_channels + out_channels)
-                cache = (key, weight, winograd_weight(weight) if use_winograd else None)
+            cache = [key, weight, None]
             self.__dict__["_inference_cache"] = cache
-        return cache[1], cache[2]
+        return cache
+
+    def _runs_as_winograd(self, hidden_states: torch.Tensor) -> bool:
+        in_channels, out_channels = self.in_channels, self.out_channels
+        return (
+            self.__dict__.get("_winograd", True)
+            and 2 * in_channels * out_channels >= WINOGRAD_MIN_CHANNELS * (in_channels + out_channels)
+            and _winograd_transform_bytes(hidden_states) <= WINOGRAD_MAX_TRANSFORM_BYTES
+        )
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         if self.training or (torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters())):
             return super().forward(hidden_states)
-        weight, transformed = self._inference_weights()
-        if transformed is not None:
-            return winograd_conv3x3(hidden_states, transformed, self.bias)
-        return F.conv2d(hidden_states, weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+        cache = self._inference_cache_entry()
+        if self._runs_as_winograd(hidden_states):
+            if cache[2] is None:
+                cache[2] = winograd_weight(cache[1])
+            return winograd_conv3x3(hidden_states, cache[2], self.bias)
+        return F.conv2d(hidden_states, cache[1], self.bias, self.stride, self.padding, self.dilation, self.groups)
 
 
 _PREPARED_CLASSES: dict[type, type] = {}
 
 
-def prepare_for_inference(model: nn.Module) -> nn.Module:
-    """Makes every 3x3 stride-1 zero-padded `nn.Conv2d` of `model` an inference convolution (in place); returns it."""
+def prepare_for_inference(model: nn.Module, winograd: bool = True) -> nn.Module:
+    """
+    Makes every 3x3 stride-1 zero-padded `nn.Conv2d` of `model` an inference convolution (in place); returns it. With
+    `winograd=False` the convolutions only cache their weights.
+    """
     for module in model.modules():
-        if isinstance(module, nn.Conv2d) and not isinstance(module, _InferenceConv2dMixin):
-            if _is_winograd_shape(module):
+        if isinstance(module, nn.Conv2d) and _is_winograd_shape(module):
+            if not isinstance(module, _InferenceConv2dMixin):
                 cls = type(module)
                 if cls not in _PREPARED_CLASSES:
                     _PREPARED_CLASSES[cls] = type(f"Inference{cls.__name__}", (_InferenceConv2dMixin, cls), {})
                 module.__class__ = _PREPARED_CLASSES[cls]
+            module.__dict__["_winograd"] = winograd
+            module.__dict__.pop("_inference_cache", None)
     return model
 
 
 class InferenceMixin:
     """Adds [`prepare_for_inference`] to a model."""
 
-    def prepare_for_inference(self) -> "InferenceMixin":
+    #: Whether `prepare_for_inference()` runs the wide convolutions as Winograd convolutions by default.
+    _winograd_by_default = True
+
+    def prepare_for_inference(self, winograd: bool | None = None) -> "InferenceMixin":
         r"""
         Makes this model faster for inference on the CPU, in place, and returns it (in eval mode).
 
-        Every 3x3 convolution caches its effective weight (so spectral normalisation is computed once) and the wide
-        ones run as Winograd F(2x2, 3x3) convolutions: the same function up to float rounding (within the released
-        fixtures' tolerance). The state dict, the config and training are unchanged: in training mode, or when
-        gradients are needed, the convolutions are the plain ones.
+        Every 3x3 convolution caches its effective weight (so spectral normalisation is computed once) and, with
+        `winograd` (default: the class's `_winograd_by_default`), the wide ones run as Winograd F(2x2, 3x3)
+        convolutions: the same function up to float rounding (within the released fixtures' tolerance), at the cost
+        of keeping their transformed kernels (16/9 of those weights) in memory. The state dict, the config and
+        training are unchanged: in training mode, or when gradients are needed, the convolutions are the plain ones.
         """
-        prepare_for_inference(self)
+        prepare_for_inference(self, self._winograd_by_default if winograd is None else winograd)
         return self.eval()

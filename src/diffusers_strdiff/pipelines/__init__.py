@@ -1,4 +1,4 @@
-from .loading import DEFAULT_CHECKPOINT, inference_threads, load_pipeline, use_sampler
+from .loading import DEFAULT_CHECKPOINT, inference_threads, load_pipeline, reuse_freed_memory, use_sampler
 from .pipeline_strdiffusion_inpaint import StrDiffusionInpaintPipeline, StrDiffusionInpaintPipelineOutput
 
 __all__ = [
@@ -7,5 +7,6 @@ __all__ = [
     "StrDiffusionInpaintPipelineOutput",
     "inference_threads",
     "load_pipeline",
+    "reuse_freed_memory",
     "use_sampler",
 ]

@@ -1,0 +1,135 @@
+# Copyright 2026 The diffusers-strdiff team. Licensed under the Apache License, Version 2.0.
+"""How much can the structure guidance add? An upper bound for a structure-guided pipeline.
+
+Inpaints the evaluation set (the harness's photos, masks and metrics: 8-bit outputs, known region pasted, PSNR / SSIM
+on the whole image) with
+
+* `guided`: the structure-guided pipeline as it is (its structure net samples the structure);
+* `oracle structure`: the same pipeline whose structure net is replaced by an oracle that returns the *exact*
+  ground-truth grayscale as its x_0 estimate at every step (the structure process then follows the true structure,
+  and the texture net is guided by it exactly as the sampler guides it);
+* `no structure`: the unguided pipeline of the no-structure ablation (optional),
+
+with the same seeds, and prints a Markdown table of PSNR / SSIM per hole-ratio bucket. If the oracle row is not
+above the guided row, a better structure net cannot help this texture net under this sampler: the texture net does
+not use more structure than it gets.
+
+    python scripts/structure_oracle.py --checkpoint runs/default/pipeline \\
+        --no_structure_checkpoint runs/default/pipeline_no_structure --resolution 64 --steps 2 5
+"""
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+from diffusers.models.unets.unet_2d import UNet2DOutput
+from tqdm.auto import tqdm
+
+from diffusers_strdiff import StrDiffusionInpaintPipeline, load_pipeline
+from diffusers_strdiff.evaluation import build_eval_set, psnr, ssim
+from diffusers_strdiff.evaluation.run import sample_seed
+from diffusers_strdiff.structure import grayscale_map
+
+
+class OracleStructureNet(torch.nn.Module):
+    """
+    Stands in for a structure U-Net: returns the output that makes the scheduler's x_0 estimate equal to
+    `target_gray` (`(B, 1, H, W)`, set before each pipeline call) for the `"sample"` and `"residual"` prediction types.
+    """
+
+    def __init__(self, network: torch.nn.Module, prediction_type: str) -> None:
+        super().__init__()
+        if prediction_type not in ("sample", "residual"):
+            raise ValueError(f"The oracle supports `sample` and `residual` predictions, got {prediction_type!r}.")
+        self.network = network  # kept for `config`, `dtype` and `device`
+        self.config = network.config
+        self.prediction_type = prediction_type
+        self.target_gray: torch.Tensor | None = None
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.network.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.network.device
+
+    def forward(self, sample: torch.Tensor, timestep: int, structure_mu: torch.Tensor, **kwargs) -> UNet2DOutput:
+        target = self.target_gray.to(sample)
+        return UNet2DOutput(sample=target if self.prediction_type == "sample" else target - structure_mu)
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", required=True, help="Structure-guided pipeline folder.")
+    parser.add_argument("--no_structure_checkpoint", help="Pipeline folder of the no-structure ablation.")
+    parser.add_argument("--eval_dir", default="data/photos/eval", help="Held-out photos.")
+    parser.add_argument("--resolution", type=int, default=64)
+    parser.add_argument("--max_images", type=int, default=20)
+    parser.add_argument("--steps", type=int, nargs="+", default=[2], help="Posterior sampler steps to compare.")
+    parser.add_argument("--seed", type=int, default=0, help="Mask and sampling seed (the harness's).")
+    parser.add_argument("--output", type=Path, help="Also write the table (Markdown) here.")
+    return parser.parse_args()
+
+
+def evaluate(
+    pipeline: StrDiffusionInpaintPipeline, samples: list, steps: int, seed: int, label: str
+) -> dict[str, tuple[float, float]]:
+    """Mean PSNR and SSIM per bucket of the pipeline on the samples, with the harness's per-sample seeds."""
+    scores: dict[str, list[tuple[float, float]]] = {}
+    oracle = pipeline.structure_unet if isinstance(pipeline.structure_unet, OracleStructureNet) else None
+    for sample in tqdm(samples, desc=f"{label}, {steps} steps", leave=False):
+        if oracle is not None:
+            oracle.target_gray = grayscale_map(sample.image)[None]
+        known = sample.image * (1 - sample.mask)
+        output = pipeline(
+            image=known[None],
+            mask_image=sample.mask[None],
+            num_inference_steps=steps,
+            generator=torch.Generator().manual_seed(sample_seed(seed, sample.sample_id)),
+            output_type="np",
+        ).images[0]
+        output = np.round(output * 255) / 255
+        truth = sample.image.permute(1, 2, 0).numpy()
+        hole = sample.mask.permute(1, 2, 0).numpy() > 0.5
+        output = np.where(hole, output, truth)
+        scores.setdefault(sample.bucket, []).append((psnr(output, truth), ssim(output, truth)))
+    return {bucket: tuple(np.mean(values, axis=0)) for bucket, values in scores.items()}
+
+
+def main() -> None:
+    args = parse_args()
+    samples = build_eval_set(args.eval_dir, resolution=args.resolution, seed=args.seed, max_images=args.max_images)
+    guided = load_pipeline(args.checkpoint, sampler="posterior", progress_bar=False)
+    if guided.structure_unet is None:
+        raise ValueError("`--checkpoint` must be a structure-guided pipeline (it has no structure network).")
+    oracle = load_pipeline(args.checkpoint, sampler="posterior", progress_bar=False)
+    oracle.structure_unet = OracleStructureNet(oracle.structure_unet, oracle.scheduler.config.prediction_type)
+    pipelines = {"guided": guided, "oracle structure": oracle}
+    if args.no_structure_checkpoint:
+        pipelines["no structure"] = load_pipeline(
+            args.no_structure_checkpoint, sampler="posterior", progress_bar=False
+        )
+    buckets = list(dict.fromkeys(sample.bucket for sample in samples))
+    lines = [
+        f"{len(samples) // len(buckets)} photos x {len(buckets)} buckets at {args.resolution} px, posterior sampler, "
+        "no resampling; PSNR (dB) / SSIM per hole-ratio bucket.\n",
+        "| pipeline | steps | " + " | ".join(f"{bucket} %" for bucket in buckets) + " |",
+        "|---|---:|" + "---|" * len(buckets),
+    ]
+    for steps in args.steps:
+        for label, pipeline in pipelines.items():
+            scores = evaluate(pipeline, samples, steps, args.seed, label)
+            cells = " | ".join(f"{scores[bucket][0]:.2f} / {scores[bucket][1]:.3f}" for bucket in buckets)
+            lines.append(f"| {label} | {steps} | {cells} |")
+            print(lines[-1], flush=True)
+    table = "\n".join(lines)
+    print("\n" + table)
+    if args.output is not None:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(table + "\n")
+
+
+if __name__ == "__main__":
+    main()

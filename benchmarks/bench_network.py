@@ -19,7 +19,8 @@ Each (configuration, network, size, batch) runs in a fresh process that times al
 rounds took `--max_seconds`, so that the 512 px rows finish) and reports medians, so that a variant and its reference
 see the same machine load. `max rel diff` is `max |out - plain| / max |plain|`. Peak memory is measured in one more
 fresh process per variant (one call): `ru_maxrss` after the call minus the resident size after loading the model and
-inputs.
+inputs. `--reuse_freed_memory` runs every worker with the allocator setting of the CLI and the app (process-wide,
+so its effect is the difference between two runs, with and without it).
 
     python benchmarks/bench_network.py --quick                     # 128 px, batch 1, 2 repeats (a few minutes)
     python benchmarks/bench_network.py --output docs/bench/bench_network.json   # 128/256/512 px, batch 1 and 4
@@ -65,6 +66,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--threads", type=int, default=0, help="torch.set_num_threads in every worker (0: torch's default)."
     )
     parser.add_argument("--no_memory", action="store_true", help="Skip the peak-memory processes.")
+    parser.add_argument(
+        "--reuse_freed_memory",
+        action="store_true",
+        help="Every worker first calls diffusers_strdiff.reuse_freed_memory() (what the CLI and the app do).",
+    )
     parser.add_argument("--quick", action="store_true", help="128 px, batch 1, 2 repeats.")
     parser.add_argument("--output", help="Write the rows as JSON to this file.")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -145,6 +151,10 @@ def rss_mib() -> float:
 def worker(task: dict) -> dict:
     if task["threads"]:
         torch.set_num_threads(task["threads"])
+    if task["reuse_freed_memory"]:
+        from diffusers_strdiff import reuse_freed_memory
+
+        reuse_freed_memory()
     torch.set_grad_enabled(False)
     model = build_network(task["config"], task["network"])
     inputs = network_inputs(model, task["network"], task["size"], task["batch"])
@@ -202,6 +212,7 @@ def main(argv: list[str] | None = None) -> None:
         "cpu": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
         "threads": args.threads or torch.get_num_threads(),
+        "reuse_freed_memory": args.reuse_freed_memory,
         "loadavg_at_start": os.getloadavg(),
         "repeats": args.repeats,
     }
@@ -209,7 +220,10 @@ def main(argv: list[str] | None = None) -> None:
     header = (
         "| config | network | px | batch | variant | s/call | timed calls | ratio vs plain | max rel diff | peak MiB |"
     )
-    print(f"threads {environment['threads']}, load average at start {environment['loadavg_at_start']}\n")
+    print(
+        f"threads {environment['threads']}, reuse_freed_memory {args.reuse_freed_memory}, "
+        f"load average at start {environment['loadavg_at_start']}\n"
+    )
     print(header)
     print("|---" * (header.count("|") - 1) + "|")
     for config in args.configs:
@@ -218,7 +232,14 @@ def main(argv: list[str] | None = None) -> None:
                 for batch in args.batches:
                     if network == "discriminator" and batch not in (1, 2, 3) and batch % 4:
                         continue
-                    base = dict(config=config, network=network, size=size, batch=batch, threads=args.threads)
+                    base = dict(
+                        config=config,
+                        network=network,
+                        size=size,
+                        batch=batch,
+                        threads=args.threads,
+                        reuse_freed_memory=args.reuse_freed_memory,
+                    )
                     timing = run_worker(
                         {
                             **base,

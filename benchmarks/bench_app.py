@@ -29,7 +29,7 @@ import numpy as np
 import PIL.Image
 import torch
 
-from diffusers_strdiff import BUNDLED_EXAMPLES, inference_threads
+from diffusers_strdiff import BUNDLED_EXAMPLES, inference_threads, reuse_freed_memory
 from diffusers_strdiff.app import DEFAULT_RESAMPLING, DEFAULT_SAMPLER, default_few_steps, get_pipeline, inpaint
 
 
@@ -105,7 +105,8 @@ def bench_cli(image_path: Path, mask_path: Path, repeats: int, folder: Path) -> 
 def main() -> None:
     args = parse_args()
     threads = inference_threads()
-    torch.set_num_threads(threads)  # the app's and the CLI's policy (the CLI applies it itself)
+    torch.set_num_threads(threads)  # the app's and the CLI's settings (the CLI applies them itself)
+    reuse_freed_memory()
     load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as temporary:
         folder = Path(temporary)

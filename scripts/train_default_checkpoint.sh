@@ -20,7 +20,7 @@ cd "$(dirname "$0")/.."
 STEPS="${1:-1600}"
 RUNS="${2:-runs/default}"
 BASE_STEPS="${3:-800}"
-FINETUNE_STEPS="${4:-2400}"
+FINETUNE_STEPS="${4:-1900}"
 [ -d data/photos/train ] || python scripts/prepare_photos.py --output_dir data/photos
 for split in train eval; do
   python scripts/downscale_images.py "data/photos/$split" "data/photos_256/$split" --short_side 256 > /dev/null

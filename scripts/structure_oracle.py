@@ -113,6 +113,9 @@ def main() -> None:
         )
     buckets = list(dict.fromkeys(sample.bucket for sample in samples))
     lines = [
+        "# How much can the structure guidance add?\n",
+        "`oracle structure`: the guided pipeline with its structure net replaced by an oracle whose x_0 estimate is the "
+        "exact ground-truth grayscale (`scripts/structure_oracle.py`).\n",
         f"{len(samples) // len(buckets)} photos x {len(buckets)} buckets at {args.resolution} px, posterior sampler, "
         "no resampling; PSNR (dB) / SSIM per hole-ratio bucket.\n",
         "| pipeline | steps | " + " | ".join(f"{bucket} %" for bucket in buckets) + " |",

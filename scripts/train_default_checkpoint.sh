@@ -11,7 +11,8 @@
 #          SPADE-guided texture net and the unguided texture net of the no-structure ablation (both warm-started from
 #          stage 1, so that the comparison of the two is fair), and the discriminator.
 # Stage 3: side by side, FINETUNE_STEPS steps each: the guided and the unguided texture net, warm-started from stage 2,
-#          with `--mean_fill biharmonic` (structure net and discriminator are kept from stage 2).
+#          with `--mean_fill biharmonic` (structure net and discriminator are kept from stage 2). The bundled nets
+#          ran 1,900 steps (1,200 in one session, resumed to 1,900 in the next).
 # Then assembles `$RUNS/pipeline` (copied to src/diffusers_strdiff/checkpoints/) and `$RUNS/pipeline_no_structure`.
 # Safe to rerun: each run resumes from its last checkpoint (a run already at its step count only saves its models).
 # Usage: scripts/train_default_checkpoint.sh [STEPS] [RUN_DIR] [BASE_STEPS] [FINETUNE_STEPS]

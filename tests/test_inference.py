@@ -158,21 +158,25 @@ def test_winograd_is_skipped_where_it_does_not_pay(monkeypatch: pytest.MonkeyPat
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
 def test_reuse_freed_memory_stops_page_faults_on_reallocation() -> None:
-    """A freed 64 MiB tensor is handed out again without faulting in fresh pages (~16k faults without the setting)."""
+    """Repeated calls on 32 MiB activations (a 32-channel 512 x 512 map) reuse the freed memory instead of faulting in
+    fresh pages at every call (~150k page faults in 3 calls without the setting)."""
     script = """
 import resource, sys, torch
 from diffusers_strdiff import reuse_freed_memory
 if sys.argv[1] == "on":
     assert reuse_freed_memory()
-for _ in range(2):  # the heap grows to its working size
-    tensor = torch.ones(16 * 2**20)
-    del tensor
-before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-tensor = torch.ones(16 * 2**20)
+conv = torch.nn.Conv2d(32, 32, 3, padding=1)
+hidden = torch.randn(1, 32, 512, 512)
+with torch.no_grad():
+    for _ in range(2):  # the heap grows to its working size
+        conv(conv(hidden))
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(3):
+        conv(conv(hidden))
 print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 """
     faults = {}
     for mode in ("off", "on"):
         process = subprocess.run([sys.executable, "-c", script, mode], capture_output=True, text=True, check=True)
         faults[mode] = int(process.stdout.split()[-1])
-    assert faults["off"] > 10_000 and faults["on"] < 1_000, faults
+    assert faults["off"] > 20_000 and faults["on"] < faults["off"] / 10, faults

@@ -11,8 +11,8 @@ zero-padded convolution of a model
 * run as a Winograd F(2x2, 3x3) convolution (Lavin & Gray, 2016) where that pays: wide layers
   (`WINOGRAD_MIN_CHANNELS`) on inputs whose transform stays cache-sized (`WINOGRAD_MAX_TRANSFORM_BYTES`). The 3x3
   kernels are transformed once (in float64, on the first such call) into 4x4 ones and the convolution becomes 16
-  matrix products with 16/36 of the multiplications. The result is the same convolution up to float rounding (measured: ~10x
-  *smaller* error against a float64 convolution than oneDNN's direct float32 convolution).
+  matrix products with 16/36 of the multiplications. The result is the same convolution up to float rounding
+  (measured: ~10x *smaller* error against a float64 convolution than oneDNN's direct float32 convolution).
 
 The caches are keyed on the parameters' storage and version counters, so `load_state_dict`, in-place updates and
 `.to(...)` invalidate them. Training mode and calls that need gradients use the plain convolution.

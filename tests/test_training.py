@@ -288,6 +288,74 @@ def test_x0_recipe_trains_warm_starts_and_assembles(data: dict[str, Path], tmp_p
         )  # fmt: skip
 
 
+def test_estimate_guidance_recipe_trains_and_assembles(data: dict[str, Path], tmp_path: Path) -> None:
+    """
+    A `filled_gray` structure net, a texture net trained on its x_0 estimates and a `filled_gray` discriminator: the
+    texture loss really reads the structure net (another structure net changes it), the assembled pipeline restores
+    `structure_mean` / `texture_guidance`, and inconsistent runs are refused with the setting named.
+    """
+    from diffusers_strdiff.pipelines.pipeline_strdiffusion_inpaint import StrDiffusionInpaintPipeline
+
+    recipe = ["--prediction_type", "residual", "--known_mask_channel", "--mean_fill", "biharmonic"]
+    structure_script, texture_script = load_script("train_structure"), load_script("train_texture")
+    structures = [
+        structure_script.main(
+            tiny_args(
+                data,
+                tmp_path / f"structure_{seed}",
+                "train_structure",
+                "--max_train_steps",
+                "2",
+                "--structure_mean",
+                "filled_gray",
+                "--seed",
+                str(seed),
+                *recipe,
+            )
+        )  # fmt: skip
+        for seed in (0, 1)
+    ]
+    texture_argv = tiny_args(data, tmp_path / "texture", "train_texture", "--max_train_steps", "2",
+                             "--structure_mean", "filled_gray", "--texture_guidance", "estimate", *recipe)  # fmt: skip
+    losses = []
+    for structure in structures:
+        args = parse_args("test", texture_script.add_arguments, [*texture_argv, "--structure_model_name_or_path",
+                                                                  str(structure.output_dir)])  # fmt: skip
+        torch.manual_seed(0)
+        model = texture_script.build_model(args)
+        loss = texture_script.compute_loss(
+            model, _fixed_batch(args), build_noise_scheduler(args), torch.Generator().manual_seed(0),
+            args.mean_fill, args.structure_mean, texture_script.load_structure_unet(args),
+        )  # fmt: skip
+        losses.append(loss.item())
+    assert losses[0] != losses[1]
+    texture = texture_script.main([*texture_argv, "--structure_model_name_or_path", str(structures[0].output_dir)])
+    discriminator = load_script("train_discriminator").main(
+        tiny_args(data, tmp_path / "discriminator", "train_discriminator", "--max_train_steps", "1",
+                  "--structure_mean", "filled_gray", *recipe[:2], *recipe[3:])
+    )  # fmt: skip
+    assemble = load_script("assemble_pipeline")
+    assemble.main(
+        ["--structure", str(structures[0].output_dir), "--texture", str(texture.output_dir), "--discriminator",
+         str(discriminator.output_dir), "--output_dir", str(tmp_path / "pipeline")]
+    )  # fmt: skip
+    pipeline = StrDiffusionInpaintPipeline.from_pretrained(tmp_path / "pipeline")
+    assert (pipeline.config.structure_mean, pipeline.config.texture_guidance) == ("filled_gray", "estimate")
+    assert pipeline.config.mean_fill == "biharmonic"
+    edges_structure = structure_script.main(
+        tiny_args(data, tmp_path / "structure_edges", "train_structure", "--max_train_steps", "1", *recipe)
+    )
+    with pytest.raises(ArgumentValueError, match="structure_mean"):
+        assemble.main(
+            ["--structure", str(edges_structure.output_dir), "--texture", str(texture.output_dir), "--output_dir",
+             str(tmp_path / "bad")]
+        )  # fmt: skip
+    with pytest.raises(ArgumentValueError, match="--structure_mean filled_gray"):
+        texture_script.main([*texture_argv, "--structure_model_name_or_path", str(edges_structure.output_dir)])
+    with pytest.raises(ArgumentValueError, match="--structure_model_name_or_path"):
+        texture_script.main(texture_argv)
+
+
 def test_assemble_pipeline_rejects_mismatched_timesteps(trained: dict[str, object], tmp_path: Path) -> None:
     from diffusers_strdiff.schedulers import MeanRevertingSDEScheduler
 

@@ -5,14 +5,14 @@ Each of `--structure`, `--texture` and `--discriminator` is a training output fo
 `texture_unet/` or `discriminator/`) or that component folder itself. The scheduler comes from `--scheduler`, else from
 the `scheduler/` folder saved next to the texture (or structure) network; all the schedulers found must agree on T
 and on the prediction type (one scheduler serves both processes). The texture mean's fill (`mean_fill`) comes from
-`--mean_fill`, else from the `training_args.json` of the texture run. `--sampler` and `--default_num_inference_steps`
+`--mean_fill`, else from the `training_args.json` of the texture run; the structure mean (`structure_mean`) from that of
+the structure run, and the texture guidance (`texture_guidance`) from that of the texture run. `--sampler` and `--default_num_inference_steps`
 make a recommended sampler the pipeline's default (what `pipe(image=..., mask_image=...)` runs).
 
     python training/assemble_pipeline.py --structure OUT_S --texture OUT_T --discriminator OUT_D --output_dir PIPELINE
 """
 
 import argparse
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -26,6 +26,7 @@ from diffusers_strdiff.training import (
     ArgumentValueError,
     find_scheduler_folder,
     load_component,
+    recorded_training_arg,
     run_script,
     write_model_card,
 )
@@ -107,10 +108,32 @@ def texture_mean_fill(args: argparse.Namespace) -> str:
     """`--mean_fill`, else the `mean_fill` recorded by the texture run (runs older than the option: 'zeros')."""
     if args.mean_fill is not None:
         return args.mean_fill
-    for folder in (Path(args.texture), Path(args.texture).parent):
-        if (folder / TRAINING_ARGS_FILE).is_file():
-            return json.loads((folder / TRAINING_ARGS_FILE).read_text()).get("mean_fill", "zeros")
-    return "zeros"
+    return recorded_training_arg(args.texture, "mean_fill", "zeros")
+
+
+def structure_settings(args: argparse.Namespace) -> dict[str, str]:
+    """
+    `structure_mean` (recorded by the structure run) and `texture_guidance` (recorded by the texture run); released
+    values for runs older than the options. Raises when a texture net trained with estimate guidance meets a structure
+    net of another structure mean, or a `filled_gray` structure net was trained with another fill than the pipeline's.
+    """
+    texture_guidance = recorded_training_arg(args.texture, "texture_guidance", "state")
+    if args.structure is None:
+        return {"structure_mean": "edges", "texture_guidance": texture_guidance}
+    structure_mean = recorded_training_arg(args.structure, "structure_mean", "edges")
+    trained_with = recorded_training_arg(args.texture, "structure_mean", "edges")
+    if texture_guidance == "estimate" and trained_with != structure_mean:
+        raise ArgumentValueError(
+            f"The texture net was trained with the estimates of a structure net with structure_mean={trained_with!r}, "
+            f"--structure {args.structure!r} has structure_mean={structure_mean!r}."
+        )
+    structure_fill = recorded_training_arg(args.structure, "mean_fill", "zeros")
+    if structure_mean == "filled_gray" and structure_fill != texture_mean_fill(args):
+        raise ArgumentValueError(
+            f"The structure net fills its mean's hole with {structure_fill!r}, the pipeline's mean_fill is "
+            f"{texture_mean_fill(args)!r}: structure_mean='filled_gray' uses the pipeline's mean_fill."
+        )
+    return {"structure_mean": structure_mean, "texture_guidance": texture_guidance}
 
 
 def build_pipeline(args: argparse.Namespace) -> StrDiffusionInpaintPipeline:
@@ -130,6 +153,7 @@ def build_pipeline(args: argparse.Namespace) -> StrDiffusionInpaintPipeline:
         ),
         mean_fill=texture_mean_fill(args),
         default_num_inference_steps=args.default_num_inference_steps,
+        **structure_settings(args),
     )
 
 

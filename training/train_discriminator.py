@@ -2,8 +2,9 @@
 """Trains the StrDiffusion discriminator D(t, y, x) that gates the adaptive resampling of the sampler.
 
 Per batch (as released `train/discriminator`): t ~ U{2..T}, y_t ~ texture marginal (y0 = image, mu_y = image * known
-mask, or with `--mean_fill` the coarse fill the texture net was trained with), structure guidance x*_{t-1} = Eq.4 structure optimum from the ground-truth grayscale at the same t, and the
-texture optimum y*_{t-1} = Eq.4(y_t, y0). Logits: real = D(t, y*_{t-1}, x*_{t-1}), fake = D(t, y_t, x*_{t-1}),
+mask, or with `--mean_fill` the coarse fill the texture net was trained with), structure guidance x*_{t-1} = Eq.4
+structure optimum from the ground-truth grayscale at the same t (around the `--structure_mean` of the structure net),
+and the texture optimum y*_{t-1} = Eq.4(y_t, y0). Logits: real = D(t, y*_{t-1}, x*_{t-1}), fake = D(t, y_t, x*_{t-1}),
 anchor = D(t, y*_{t-1} M + y_t (1 - M), x*_{t-1}). Loss = mean softplus(-real) + mean softplus(fake) +
 TripletMarginLoss(margin 1, p 2)(anchor, real, fake). Adam lr 1e-4, betas (0.5, 0.99).
 
@@ -23,6 +24,7 @@ import torch.nn.functional as F
 from diffusers_strdiff.coarse_fill import fill_hole
 from diffusers_strdiff.models import StrDiffusionDiscriminator
 from diffusers_strdiff.schedulers import MeanRevertingSDEScheduler
+from diffusers_strdiff.structure import structure_mean
 from diffusers_strdiff.training import (
     ArgumentValueError,
     TrainingResult,
@@ -82,12 +84,14 @@ def discriminator_logits(
     scheduler: MeanRevertingSDEScheduler,
     generator: torch.Generator,
     mean_fill: str = "zeros",
+    structure_mean_kind: str = "edges",
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The (real, fake, anchor) logits of a batch, each of shape (B,), with the released sampling of states."""
     image, known_mask = batch["image"], batch["known_mask"]
     mu = fill_hole(image, known_mask, mean_fill)
     timesteps, noisy = noisy_state(image, mu, scheduler, generator)
-    structure = oracle_structure(batch["gray"], batch["edges"] * known_mask, timesteps, scheduler, generator)
+    structure_mu = structure_mean(batch["gray"], batch["edges"], known_mask, structure_mean_kind, mean_fill)
+    structure = oracle_structure(batch["gray"], structure_mu, timesteps, scheduler, generator)
     optimum = scheduler.optimal_reverse_state(noisy, image, timesteps, mu)
     real = model(optimum, timesteps, structure)
     fake = model(noisy, timesteps, structure)
@@ -108,8 +112,11 @@ def compute_loss(
     scheduler: MeanRevertingSDEScheduler,
     generator: torch.Generator,
     mean_fill: str = "zeros",
+    structure_mean_kind: str = "edges",
 ) -> torch.Tensor:
-    return discriminator_loss(*discriminator_logits(model, batch, scheduler, generator, mean_fill))
+    return discriminator_loss(
+        *discriminator_logits(model, batch, scheduler, generator, mean_fill, structure_mean_kind)
+    )
 
 
 def validate(
@@ -119,6 +126,7 @@ def validate(
     generator: torch.Generator,
     batch_size: int,
     mean_fill: str = "zeros",
+    structure_mean_kind: str = "edges",
 ) -> ValidationResult:
     """
     Real / fake accuracy (logit > 0 / < 0), ranking accuracy (real > fake), mean logits and loss on the held-out
@@ -131,7 +139,7 @@ def validate(
         size = chunk["image"].shape[0]
         if not is_valid_batch_size(size):
             chunk = {name: tensor[: size - size % 4] for name, tensor in chunk.items()}
-        real, fake, anchor = discriminator_logits(model, chunk, scheduler, generator, mean_fill)
+        real, fake, anchor = discriminator_logits(model, chunk, scheduler, generator, mean_fill, structure_mean_kind)
         logits.append((real, fake))
         losses.append(discriminator_loss(real, fake, anchor) * real.shape[0])
     real = torch.cat([pair[0] for pair in logits])
@@ -152,8 +160,15 @@ def main(argv: Sequence[str] | None = None) -> TrainingResult | None:
     task = TrainingTask(
         component_name=COMPONENT_NAME,
         build_model=build_model,
-        compute_loss=functools.partial(compute_loss, mean_fill=args.mean_fill),
-        validate=functools.partial(validate, batch_size=args.train_batch_size, mean_fill=args.mean_fill),
+        compute_loss=functools.partial(
+            compute_loss, mean_fill=args.mean_fill, structure_mean_kind=args.structure_mean
+        ),
+        validate=functools.partial(
+            validate,
+            batch_size=args.train_batch_size,
+            mean_fill=args.mean_fill,
+            structure_mean_kind=args.structure_mean,
+        ),
         description=(
             "The discriminator of StrDiffusion (Liu et al., CVPR 2024): a time-dependent DDGAN-style discriminator "
             "D(t, y, x) scoring whether a texture state y is one reverse step further than y_t and consistent with "

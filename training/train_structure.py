@@ -1,7 +1,8 @@
 # Copyright 2026 The diffusers-strdiff team. Licensed under the Apache License, Version 2.0.
 """Trains the StrDiffusion structure network: a 1-channel U-Net denoising grayscale -> masked Canny edges.
 
-Structure SDE: x0 = grayscale image, mu_x = Canny edges (sigma 3.0) * known mask. Per batch, t ~ U{2..T},
+Structure SDE: x0 = grayscale image, mu_x = Canny edges (sigma 3.0) * known mask (released; `--structure_mean
+filled_gray` uses the known grayscale with the hole filled by `--mean_fill` instead). Per batch, t ~ U{2..T},
 x_t ~ marginal(x0, t). With `--prediction_type epsilon` the network's noise prediction gives the reverse-SDE mean
 step, matched (L1, hole x10) to the Eq.4 optimum x*_{t-1}(x_t, x0) (released `train/structure`); with `sample` /
 `residual` its x0 estimate is matched to x0 with the same loss.
@@ -11,12 +12,14 @@ step, matched (L1, hole x10) to the Eq.4 optimum x*_{t-1}(x_t, x0) (released `tr
 """
 
 import argparse
+import functools
 from collections.abc import Sequence
 
 import torch
 
 from diffusers_strdiff.models import StrDiffusionUNet2DModel
 from diffusers_strdiff.schedulers import MeanRevertingSDEScheduler
+from diffusers_strdiff.structure import structure_mean
 from diffusers_strdiff.training import (
     TrainingResult,
     TrainingTask,
@@ -70,10 +73,12 @@ def compute_loss(
     batch: dict[str, torch.Tensor],
     scheduler: MeanRevertingSDEScheduler,
     generator: torch.Generator,
+    mean: str = "edges",
+    mean_fill: str = "zeros",
 ) -> torch.Tensor:
     """[`denoising_loss`] of the structure net (released MatchingLoss for the noise prediction)."""
     gray, known_mask = batch["gray"], batch["known_mask"]
-    mu = batch["edges"] * known_mask
+    mu = structure_mean(gray, batch["edges"], known_mask, mean, mean_fill)
     timesteps, noisy = noisy_state(gray, mu, scheduler, generator)
     output = structure_prediction(model, noisy, timesteps, mu, known_mask)
     return denoising_loss(output, timesteps, noisy, gray, mu, known_mask, scheduler)
@@ -108,10 +113,12 @@ def validate(
     batch: dict[str, torch.Tensor],
     scheduler: MeanRevertingSDEScheduler,
     generator: torch.Generator,
+    mean: str = "edges",
+    mean_fill: str = "zeros",
 ) -> ValidationResult:
-    """Structure sampling on the held-out images: grid of masked edges / predicted gray / GT gray, and its PSNR."""
+    """Structure sampling on the held-out images: grid of structure mean / predicted gray / GT gray, and its PSNR."""
     gray, known_mask = batch["gray"], batch["known_mask"]
-    mu = batch["edges"] * known_mask
+    mu = structure_mean(gray, batch["edges"], known_mask, mean, mean_fill)
     predicted = sample_structure(model, gray * known_mask, mu, known_mask, scheduler, generator)
     return ValidationResult(
         grid=image_grid([mu, predicted.clamp(0, 1), gray]), metrics={"psnr": psnr(predicted, gray).mean().item()}
@@ -123,12 +130,12 @@ def main(argv: Sequence[str] | None = None) -> TrainingResult | None:
     task = TrainingTask(
         component_name=COMPONENT_NAME,
         build_model=build_model,
-        compute_loss=compute_loss,
-        validate=validate,
+        compute_loss=functools.partial(compute_loss, mean=args.structure_mean, mean_fill=args.mean_fill),
+        validate=functools.partial(validate, mean=args.structure_mean, mean_fill=args.mean_fill),
         description=(
-            "The structure network of StrDiffusion (Liu et al., CVPR 2024): a 1-channel U-Net predicting the noise of "
-            "the structure mean-reverting SDE (x0 = grayscale image, mu = Canny edges of the known region), trained "
-            "with the released MatchingLoss against the Eq.4 optimum. Combine it with a texture network and a "
+            "The structure network of StrDiffusion (Liu et al., CVPR 2024): a 1-channel U-Net denoising the structure "
+            f"mean-reverting SDE (x0 = grayscale image, mu = `{args.structure_mean}` of the known region, hole fill "
+            f"`{args.mean_fill}`), predicting `{args.prediction_type}`. Combine it with a texture network and a "
             "discriminator with `training/assemble_pipeline.py`."
         ),
     )

@@ -2,9 +2,11 @@
 """Trains the StrDiffusion texture network: an RGB U-Net guided (SPADE) by a 1-channel structure map.
 
 Texture SDE: y0 = RGB image in [0, 1], mu_y = image * known mask (released; `--mean_fill` puts a coarse classical
-fill in the hole instead). Per batch, t ~ U{2..T}, y_t ~ marginal(y0, t); the guidance S is the Eq.4 optimum x*_{t-1}
-of the structure SDE from a structure state x_t sampled at the same t with the ground-truth grayscale (the structure
-network is not used, as released). With `--prediction_type epsilon` the reverse-SDE mean step of the texture net is
+fill in the hole instead). Per batch, t ~ U{2..T}, y_t ~ marginal(y0, t). With `--texture_guidance state` (released)
+the guidance S is the Eq.4 optimum x*_{t-1} of the structure SDE from a structure state x_t sampled at the same t with
+the ground-truth grayscale (the structure network is not used). With `--texture_guidance estimate` it is the x_0
+estimate of the frozen structure network `--structure_model_name_or_path` from such a state, as the pipeline computes
+it (`estimated_structure`): training sees the guidance that inference gives. With `--prediction_type epsilon` the reverse-SDE mean step of the texture net is
 matched (L1, hole x10) to the Eq.4 optimum y*_{t-1}(y_t, y0) (released `train/texture`); with `sample` / `residual`
 its x0 estimate is matched to y0 with the same loss.
 
@@ -25,6 +27,7 @@ from diffusers_strdiff.coarse_fill import fill_hole
 from diffusers_strdiff.models import StrDiffusionUNet2DModel
 from diffusers_strdiff.pipelines.pipeline_strdiffusion_inpaint import StrDiffusionInpaintPipeline
 from diffusers_strdiff.schedulers import MeanRevertingSDEScheduler
+from diffusers_strdiff.structure import TEXTURE_GUIDANCES, structure_mean
 from diffusers_strdiff.training import (
     ArgumentValueError,
     TrainingResult,
@@ -33,6 +36,7 @@ from diffusers_strdiff.training import (
     add_unet_arguments,
     check_unet_arguments,
     denoising_loss,
+    estimated_structure,
     find_scheduler_folder,
     image_grid,
     load_component,
@@ -40,6 +44,7 @@ from diffusers_strdiff.training import (
     noisy_state,
     oracle_structure,
     parse_args,
+    recorded_training_arg,
     run_script,
     train,
     unet_config,
@@ -66,6 +71,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="Train the texture net without SPADE guidance (guidance_channels=0): plain IR-SDE inpainting, the "
         "no-structure ablation of the paper's Table 2. Load it with `structure_unet=None`.",
+    )
+    parser.add_argument(
+        "--texture_guidance",
+        type=str,
+        default="state",
+        choices=TEXTURE_GUIDANCES,
+        help="What guides the texture net: 'state' (released: the Eq.4 structure optimum from the ground truth) or "
+        "'estimate' (the x_0 estimate of the frozen structure net given by --structure_model_name_or_path, as the "
+        "pipeline's texture_guidance='estimate' computes it). `assemble_pipeline.py` copies it to the pipeline.",
     )
     parser.set_defaults(output_dir="strdiffusion-texture")
 
@@ -100,14 +114,26 @@ def compute_loss(
     scheduler: MeanRevertingSDEScheduler,
     generator: torch.Generator,
     mean_fill: str = "zeros",
+    structure_mean_kind: str = "edges",
+    structure_unet: StrDiffusionUNet2DModel | None = None,
 ) -> torch.Tensor:
-    """[`denoising_loss`] of the texture net (released MatchingLoss for the noise prediction)."""
+    """
+    [`denoising_loss`] of the texture net (released MatchingLoss for the noise prediction). The guidance is the
+    oracle structure (released), or the x_0 estimate of `structure_unet` when one is given (estimate guidance).
+    """
     image, known_mask = batch["image"], batch["known_mask"]
     mu = fill_hole(image, known_mask, mean_fill)
     timesteps, noisy = noisy_state(image, mu, scheduler, generator)
     guidance = None
     if unet_config(model).guidance_channels > 0:
-        guidance = oracle_structure(batch["gray"], batch["edges"] * known_mask, timesteps, scheduler, generator)
+        gray = batch["gray"]
+        structure_mu = structure_mean(gray, batch["edges"], known_mask, structure_mean_kind, mean_fill)
+        if structure_unet is None:
+            guidance = oracle_structure(gray, structure_mu, timesteps, scheduler, generator)
+        else:
+            guidance = estimated_structure(
+                structure_unet.to(image.device), gray, structure_mu, known_mask, timesteps, scheduler, generator
+            )
     output = texture_prediction(model, noisy, timesteps, mu, known_mask, guidance)
     return denoising_loss(output, timesteps, noisy, image, mu, known_mask, scheduler)
 
@@ -118,6 +144,7 @@ def inpaint_with_oracle_structure(
     scheduler: MeanRevertingSDEScheduler,
     generator: torch.Generator,
     mean_fill: str = "zeros",
+    structure_mean_kind: str = "edges",
 ) -> torch.Tensor:
     """
     Texture reverse process T..1 guided at every step by the oracle structure of training (unguided for the
@@ -125,7 +152,7 @@ def inpaint_with_oracle_structure(
     """
     image, known_mask = batch["image"], batch["known_mask"]
     mu = fill_hole(image, known_mask, mean_fill)
-    structure_mu = batch["edges"] * known_mask
+    structure_mu = structure_mean(batch["gray"], batch["edges"], known_mask, structure_mean_kind, mean_fill)
     scheduler.set_timesteps()
     sample = scheduler.initial_sample(mu, torch.randn(mu.shape, generator=generator, device=mu.device))
     for timestep in scheduler.timesteps.tolist():
@@ -145,17 +172,21 @@ def validate(
     structure_unet: StrDiffusionUNet2DModel | None = None,
     canny_sigma: float | None = None,
     mean_fill: str = "zeros",
+    structure_mean_kind: str = "edges",
+    texture_guidance: str = "state",
 ) -> ValidationResult:
     """Inpaints the held-out images: grid of masked input / output / ground truth, and the PSNR."""
     image, known_mask = batch["image"], batch["known_mask"]
     if structure_unet is None:
-        output = inpaint_with_oracle_structure(model, batch, scheduler, generator, mean_fill)
+        output = inpaint_with_oracle_structure(model, batch, scheduler, generator, mean_fill, structure_mean_kind)
     else:
         pipeline = StrDiffusionInpaintPipeline(
             structure_unet=structure_unet.to(model.device),
             texture_unet=model,
             scheduler=scheduler,
             mean_fill=mean_fill,
+            structure_mean=structure_mean_kind,
+            texture_guidance=texture_guidance,
         )
         pipeline.set_progress_bar_config(disable=True)
         output = pipeline(
@@ -183,11 +214,22 @@ def load_structure_unet(args: argparse.Namespace) -> StrDiffusionUNet2DModel:
         )
     scheduler_folder = find_scheduler_folder(args.structure_model_name_or_path)
     if scheduler_folder is not None:
-        trained_with = MeanRevertingSDEScheduler.from_pretrained(scheduler_folder).config.num_train_timesteps
-        if trained_with != args.num_train_timesteps:
+        trained_with = MeanRevertingSDEScheduler.from_pretrained(scheduler_folder).config
+        for setting, ours in (
+            ("num_train_timesteps", args.num_train_timesteps),
+            ("prediction_type", args.prediction_type),
+        ):
+            if trained_with[setting] != ours:
+                raise ArgumentValueError(
+                    f"The structure network was trained with {setting} = {trained_with[setting]!r} "
+                    f"(`{scheduler_folder}`), this run uses {ours!r}: both networks of a pipeline share one SDE."
+                )
+    for setting, default in (("structure_mean", "edges"), ("mean_fill", "zeros")):
+        trained_with = recorded_training_arg(args.structure_model_name_or_path, setting, default)
+        if trained_with != getattr(args, setting):
             raise ArgumentValueError(
-                f"The structure network was trained with T = {trained_with} (`{scheduler_folder}`), this run uses "
-                f"--num_train_timesteps {args.num_train_timesteps}: both networks of a pipeline share one SDE."
+                f"The structure network was trained with --{setting} {trained_with}, this run uses "
+                f"--{setting} {getattr(args, setting)}: pass the same value."
             )
     return structure_unet
 
@@ -199,18 +241,34 @@ def main(argv: Sequence[str] | None = None) -> TrainingResult | None:
         if args.no_structure_guidance:
             raise ArgumentValueError("`--structure_model_name_or_path` has no use with `--no_structure_guidance`.")
         structure_unet = load_structure_unet(args)
+    elif args.texture_guidance == "estimate" and not args.no_structure_guidance:
+        raise ArgumentValueError(
+            "`--texture_guidance estimate` needs the structure network whose estimates guide the texture net: "
+            "pass --structure_model_name_or_path."
+        )
     task = TrainingTask(
         component_name=COMPONENT_NAME,
         build_model=build_model,
-        compute_loss=functools.partial(compute_loss, mean_fill=args.mean_fill),
+        compute_loss=functools.partial(
+            compute_loss,
+            mean_fill=args.mean_fill,
+            structure_mean_kind=args.structure_mean,
+            structure_unet=structure_unet if args.texture_guidance == "estimate" else None,
+        ),
         validate=functools.partial(
-            validate, structure_unet=structure_unet, canny_sigma=args.canny_sigma, mean_fill=args.mean_fill
+            validate,
+            structure_unet=structure_unet,
+            canny_sigma=args.canny_sigma,
+            mean_fill=args.mean_fill,
+            structure_mean_kind=args.structure_mean,
+            texture_guidance=args.texture_guidance,
         ),
         description=(
             "The texture network of StrDiffusion (Liu et al., CVPR 2024): an RGB U-Net denoising the texture "
             f"mean-reverting SDE (x0 = image, mu = known region of the image, hole filled with `{args.mean_fill}`), "
-            f"predicting `{args.prediction_type}`, guided through SPADE blocks by a 1-channel structure map (the Eq.4 "
-            "structure optimum from the ground-truth grayscale in training). Combine it with a structure network and "
+            f"predicting `{args.prediction_type}`, guided through SPADE blocks by a 1-channel structure map "
+            f"(`texture_guidance={args.texture_guidance}`: the Eq.4 structure optimum from the ground-truth grayscale, "
+            "or the frozen structure network's x_0 estimate). Combine it with a structure network and "
             "a discriminator with `training/assemble_pipeline.py`."
         ),
     )

@@ -157,7 +157,7 @@ class DiscriminatorGatedResampling(PipelineCallback):
                     structure, up_times[step], up_times[step + 1], structure_mu, generator
                 )
             for step in reversed(range(renoise_steps)):
-                structure = pipeline.structure_step(
+                structure_output = pipeline.structure_step(
                     structure,
                     up_times[step + 1],
                     structure_mu,
@@ -165,8 +165,10 @@ class DiscriminatorGatedResampling(PipelineCallback):
                     known_mask,
                     generator,
                     anchor_timestep=up_times[0],
-                ).prev_sample
-            proposal = pipeline.texture_step(prev_latents, timestep, texture_mu, structure, generator).prev_sample
+                )
+                structure = structure_output.prev_sample
+            guidance = pipeline.structure_guidance(structure_output)
+            proposal = pipeline.texture_step(prev_latents, timestep, texture_mu, guidance, generator).prev_sample
             score = pipeline.discriminator_score(proposal * known_mask, timestep, structure)
             improves = bool(score < reference_score) if config.prefer_lower_score else bool(score > reference_score)
             if improves:

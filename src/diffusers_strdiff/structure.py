@@ -11,11 +11,32 @@ import torch
 from skimage.color import rgb2gray
 from skimage.feature import canny
 
+from .coarse_fill import fill_hole
+
 INFERENCE_CANNY_SIGMA = 2.0
 """Gaussian sigma of the Canny detector in the released test pipeline."""
 
 TRAINING_CANNY_SIGMA = 3.0
 """Gaussian sigma of the Canny detector in the released training pipelines (a train/test mismatch, kept as is)."""
+
+STRUCTURE_FRACTION = 0.4
+"""Released split of the sampler: steps with t >= floor(0.4 T) are structure-guided (the early stage)."""
+
+TEXTURE_GUIDANCES: tuple[str, ...] = ("state", "estimate")
+"""What guides the texture network in the early stage. `"state"` (released): the structure state after each structure
+step. It was trained with the Eq.4 optimum x*_{t-1} of the ground truth, which at large t is almost all structure mean
+(it holds exp(-bar_theta_{t-1}) of the structure), while a few-step sampler hands over the state at the jump's target
+time. `"estimate"`: the structure network's x_0 estimate of the step (known grayscale pasted, clamped to [0, 1]), the
+same kind of map at every t and every step count; the late stage keeps the last one. A texture network for it is
+trained with the frozen structure network's estimate (`train_texture.py --texture_guidance estimate`)."""
+
+STRUCTURE_MEANS: tuple[str, ...] = ("edges", "filled_gray")
+"""What the structure SDE reverts to. `"edges"` (released): the Canny edges of the known region, 0 in the hole. The
+known grayscale then reaches the structure network only through the re-anchored state, whose gray content is
+exp(-bar_theta_t) of it: 0.6 % at t = T - 1 with the bundled schedule, so a few-step sampler that starts at T sees
+almost none of it. `"filled_gray"`: the known grayscale with the hole filled by the texture mean's `mean_fill`, so the
+network sees the known structure at every t (paired with the `"residual"` prediction, an untrained network returns
+the fill itself)."""
 
 
 def _check_image(image: torch.Tensor, name: str = "image") -> torch.Tensor:
@@ -91,3 +112,36 @@ def edge_map(
         masks = list(known_mask.detach().cpu().reshape(-1, *image.shape[-2:]).numpy() > 0.5)
     edges = np.stack([canny(gray, sigma=sigma, mask=mask) for gray, mask in zip(grays, masks, strict=True)])
     return _as_map(edges, image)
+
+
+def structure_mean(
+    known_gray: torch.Tensor, edges: torch.Tensor, known_mask: torch.Tensor, kind: str, mean_fill: str
+) -> torch.Tensor:
+    """
+    The structure SDE's mean mu_x.
+
+    Args:
+        known_gray (`torch.Tensor` of shape `(B, 1, H, W)`): the grayscale map in [0, 1]; pixels in the hole are not read.
+        edges (`torch.Tensor` of shape `(B, 1, H, W)`): the edge map in {0, 1}; pixels in the hole are not read.
+        known_mask (`torch.Tensor` of shape `(B, 1, H, W)`): 1 on known pixels, 0 in the hole.
+        kind (`str`): one of [`STRUCTURE_MEANS`].
+        mean_fill (`str`): the fill of `"filled_gray"`, one of [`~diffusers_strdiff.coarse_fill.MEAN_FILLS`].
+
+    Returns:
+        `torch.Tensor` of shape `(B, 1, H, W)` in [0, 1], in `known_gray`'s dtype.
+    """
+    if kind == "edges":
+        return (edges * known_mask).to(known_gray.dtype)
+    if kind == "filled_gray":
+        return fill_hole(known_gray, known_mask, mean_fill)
+    raise ValueError(f"`structure_mean` must be one of {STRUCTURE_MEANS}, got {kind!r}.")
+
+
+def estimate_guidance(
+    structure_estimate: torch.Tensor, known_gray: torch.Tensor, known_mask: torch.Tensor
+) -> torch.Tensor:
+    """
+    The texture guidance of `texture_guidance="estimate"`: the structure network's x_0 estimate in the hole, clamped
+    to [0, 1], and the known grayscale elsewhere. Shapes `(B, 1, H, W)`; `known_mask` is 1 on known pixels.
+    """
+    return torch.where(known_mask.bool(), known_gray, structure_estimate.clamp(0, 1)).to(structure_estimate.dtype)

@@ -16,7 +16,16 @@ from diffusers.pipelines.pipeline_utils import DiffusionPipeline
 from ..coarse_fill import MEAN_FILLS, fill_hole
 from ..models import StrDiffusionDiscriminator, StrDiffusionUNet2DModel
 from ..schedulers import MeanRevertingSDEScheduler
-from ..structure import INFERENCE_CANNY_SIGMA, edge_map, grayscale_map
+from ..structure import (
+    INFERENCE_CANNY_SIGMA,
+    STRUCTURE_FRACTION,
+    STRUCTURE_MEANS,
+    TEXTURE_GUIDANCES,
+    edge_map,
+    estimate_guidance,
+    grayscale_map,
+    structure_mean,
+)
 from .hub_utils import CUSTOM_PIPELINE_MODULE, CUSTOM_PIPELINE_SOURCE, diffusers_dtype_argument, download_options
 from .image_inputs import ImageInput, validate_image_items
 from .pipeline_output import SamplerConditions, StrDiffusionInpaintPipelineOutput
@@ -28,10 +37,11 @@ class StrDiffusionInpaintPipeline(DiffusionPipeline, StrDiffusionSamplerMixin):
     Image inpainting with StrDiffusion (Liu et al., CVPR 2024, "Structure Matters").
 
     Two mean-reverting SDEs run side by side: a 1-channel *structure* process that goes from the grayscale image to
-    the masked Canny edge map, and an RGB *texture* process from the image to the masked image. For
-    `t >= structure_fraction * T` (the early stage) the structure network denoises the structure state, whose known
-    region is re-anchored at every step, and the texture network is guided by it through SPADE; afterwards (the late
-    stage) the texture network is guided by the channel mean of its own state. Without a callback this is the plain
+    the masked Canny edge map (`structure_mean`), and an RGB *texture* process from the image to the masked image
+    (`mean_fill`). For `t >= structure_fraction * T` (the early stage) the structure network denoises the structure
+    state, whose known region is re-anchored at every step, and the texture network is guided by it through SPADE;
+    afterwards (the late stage) the texture network is guided by the channel mean of its own state (released;
+    `texture_guidance` selects what guides it). Without a callback this is the plain
     structure-guided sampler; with [`~diffusers_strdiff.DiscriminatorGatedResampling`] as `callback_on_step_end` it is
     the full StrDiffusion sampler with the discriminator-gated adaptive resampling of Eq.17.
 
@@ -51,6 +61,13 @@ class StrDiffusionInpaintPipeline(DiffusionPipeline, StrDiffusionSamplerMixin):
             or a coarse classical fill (`"telea"`, `"biharmonic"`, `"pyramid"`; see
             [`~diffusers_strdiff.coarse_fill.fill_hole`]). It must be what the texture network was trained with; it is
             saved in `model_index.json`, so `from_pretrained` restores it.
+        structure_mean (`str`, defaults to `"edges"`): what the structure SDE reverts to: `"edges"` (released: the
+            Canny edges of the known region) or `"filled_gray"` (the known grayscale, hole filled by `mean_fill`); see
+            [`~diffusers_strdiff.structure.STRUCTURE_MEANS`]. It must be what the structure network was trained with.
+        texture_guidance (`str`, defaults to `"state"`): what guides the texture network: `"state"` (released: the
+            structure state in the early stage, the texture state's channel mean in the late stage) or `"estimate"`
+            (the structure network's x_0 estimate, known grayscale pasted, held through the late stage); see
+            [`~diffusers_strdiff.structure.TEXTURE_GUIDANCES`]. It must be what the texture network was trained with.
         default_num_inference_steps (`int`, *optional*): the number of reverse steps a call uses when it passes no
             `num_inference_steps` and the scheduler is a posterior (few-step) sampler; saved in `model_index.json`
             (the bundled checkpoint stores its recommended setting there). `None`, or the Euler-Maruyama sampler:
@@ -77,10 +94,17 @@ class StrDiffusionInpaintPipeline(DiffusionPipeline, StrDiffusionSamplerMixin):
         discriminator: StrDiffusionDiscriminator | None = None,
         mean_fill: str = "zeros",
         default_num_inference_steps: int | None = None,
+        structure_mean: str = "edges",
+        texture_guidance: str = "state",
     ) -> None:
         super().__init__()
-        if mean_fill not in MEAN_FILLS:
-            raise ValueError(f"`mean_fill` must be one of {MEAN_FILLS}, got {mean_fill!r}.")
+        for name, value, choices in (
+            ("mean_fill", mean_fill, MEAN_FILLS),
+            ("structure_mean", structure_mean, STRUCTURE_MEANS),
+            ("texture_guidance", texture_guidance, TEXTURE_GUIDANCES),
+        ):
+            if value not in choices:
+                raise ValueError(f"`{name}` must be one of {choices}, got {value!r}.")
         guided = texture_unet.config.guidance_channels > 0
         if guided and structure_unet is None:
             raise ValueError(
@@ -91,7 +115,12 @@ class StrDiffusionInpaintPipeline(DiffusionPipeline, StrDiffusionSamplerMixin):
         self.register_modules(
             structure_unet=structure_unet, texture_unet=texture_unet, scheduler=scheduler, discriminator=discriminator
         )
-        self.register_to_config(mean_fill=mean_fill, default_num_inference_steps=default_num_inference_steps)
+        self.register_to_config(
+            mean_fill=mean_fill,
+            default_num_inference_steps=default_num_inference_steps,
+            structure_mean=structure_mean,
+            texture_guidance=texture_guidance,
+        )
         self.image_processor = VaeImageProcessor(do_resize=False, do_normalize=False, do_convert_rgb=True)
         self.mask_processor = VaeImageProcessor(
             do_resize=False, do_normalize=False, do_binarize=True, do_convert_grayscale=True
@@ -100,8 +129,9 @@ class StrDiffusionInpaintPipeline(DiffusionPipeline, StrDiffusionSamplerMixin):
         self._noise_sampler: NoiseSampler | None = None
         self._generator: torch.Generator | list[torch.Generator] | None = None
         self._known_mask: torch.Tensor | None = None
+        self._known_gray: torch.Tensor | None = None
         self._progress_postfix: dict[str, Any] = {}
-        self._structure_fraction = 0.4
+        self._structure_fraction = STRUCTURE_FRACTION
         self._num_timesteps = 0
         self._interrupt = False
 
@@ -274,7 +304,8 @@ class StrDiffusionInpaintPipeline(DiffusionPipeline, StrDiffusionSamplerMixin):
     ) -> SamplerConditions:
         """
         Computes the structure maps and both SDE means from the image and the known mask (step 3 of `__call__`): the
-        texture mean is the known image with its hole filled by `mean_fill`, the structure mean the masked edge map.
+        texture mean is the known image with its hole filled by `mean_fill`, the structure mean the masked edge map
+        (or, with `structure_mean="filled_gray"`, the known grayscale with its hole filled by `mean_fill`).
         """
         device, dtype = self._execution_device, self.texture_unet.dtype
         image, known_mask = image.to(device), known_mask.to(device)
@@ -289,13 +320,17 @@ class StrDiffusionInpaintPipeline(DiffusionPipeline, StrDiffusionSamplerMixin):
             structure_edges,
         )
         known_image, known_mask = known_image.to(dtype), known_mask.to(dtype)
+        known_gray = (gray * known_mask).to(dtype)
+        config = self.config
         return SamplerConditions(
             image=image,
             known_mask=known_mask,
             gray=gray,
-            known_gray=(gray * known_mask).to(dtype),
-            structure_mu=(edges * known_mask).to(dtype),
-            texture_mu=fill_hole(known_image, known_mask, self.config.mean_fill),
+            known_gray=known_gray,
+            structure_mu=structure_mean(
+                known_gray, edges.to(dtype), known_mask, config.structure_mean, config.mean_fill
+            ),
+            texture_mu=fill_hole(known_image, known_mask, config.mean_fill),
         )
 
     def prepare_latents(
@@ -337,6 +372,7 @@ class StrDiffusionInpaintPipeline(DiffusionPipeline, StrDiffusionSamplerMixin):
         generator: torch.Generator | list[torch.Generator] | None,
         noise_sampler: NoiseSampler | None,
         known_mask: torch.Tensor,
+        known_gray: torch.Tensor,
         structure_fraction: float,
     ) -> None:
         """Resets the per-call state that the building blocks and callbacks read."""
@@ -344,6 +380,7 @@ class StrDiffusionInpaintPipeline(DiffusionPipeline, StrDiffusionSamplerMixin):
         self._noise_sampler = noise_sampler
         self._generator = generator
         self._known_mask = known_mask
+        self._known_gray = known_gray
         self._structure_fraction = structure_fraction
         self._progress_postfix = {}
         self._interrupt = False
@@ -352,6 +389,7 @@ class StrDiffusionInpaintPipeline(DiffusionPipeline, StrDiffusionSamplerMixin):
         self._noise_sampler = None
         self._generator = None
         self._known_mask = None
+        self._known_gray = None
         self.maybe_free_model_hooks()
 
     def _postprocess(
@@ -392,15 +430,22 @@ class StrDiffusionInpaintPipeline(DiffusionPipeline, StrDiffusionSamplerMixin):
         timestep: int,
         conditions: SamplerConditions,
         generator: torch.Generator | list[torch.Generator] | None,
+        structure_prediction: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor | None, tuple[torch.Tensor, torch.Tensor] | None]:
         """
         One step of the loop before the callback. Early stage: re-anchor and step the structure, then step the
-        texture guided by the new structure state; late stage: step the texture guided by its own channel mean
-        (released; docs/released_implementation.md, "Late stage: the texture guides itself"). Returns the new texture
-        and structure states and, in the early stage, the structure anchor and x_0 estimate of the step.
+        texture guided by the new structure state (or its x_0 estimate, see `texture_guidance`); late stage: step the
+        texture guided by its own channel mean (released; docs/released_implementation.md, "Late stage: the texture
+        guides itself"), or with `texture_guidance="estimate"` by the last x_0 estimate `structure_prediction`.
+        Returns the new texture and structure states and, in the early stage, the structure anchor and x_0 estimate
+        of the step.
         """
         if not self.uses_structure(timestep):
-            guidance = latents.mean(dim=1, keepdim=True) if self.structure_unet is not None else None
+            guidance = None
+            if self.structure_unet is not None and self.config.texture_guidance == "estimate":
+                guidance = estimate_guidance(structure_prediction, conditions.known_gray, conditions.known_mask)
+            elif self.structure_unet is not None:
+                guidance = latents.mean(dim=1, keepdim=True)
             latents = self.texture_step(latents, timestep, conditions.texture_mu, guidance, generator).prev_sample
             return latents, structure_latents, None
         structure_mu = conditions.structure_mu
@@ -409,7 +454,8 @@ class StrDiffusionInpaintPipeline(DiffusionPipeline, StrDiffusionSamplerMixin):
             structure_latents, timestep, structure_mu, structure_anchor, conditions.known_mask, generator
         )
         structure_latents = structure_output.prev_sample
-        latents = self.texture_step(latents, timestep, conditions.texture_mu, structure_latents, generator).prev_sample
+        guidance = self.structure_guidance(structure_output)
+        latents = self.texture_step(latents, timestep, conditions.texture_mu, guidance, generator).prev_sample
         return latents, structure_latents, (structure_anchor, structure_output.pred_original_sample)
 
     @torch.no_grad()
@@ -422,7 +468,7 @@ class StrDiffusionInpaintPipeline(DiffusionPipeline, StrDiffusionSamplerMixin):
         latents: torch.Tensor | None = None,
         output_type: str = "pil",
         return_dict: bool = True,
-        structure_fraction: float = 0.4,
+        structure_fraction: float = STRUCTURE_FRACTION,
         structure_maps: str = "known_pixels",
         canny_sigma: float = INFERENCE_CANNY_SIGMA,
         structure_gray: torch.Tensor | None = None,
@@ -504,7 +550,7 @@ class StrDiffusionInpaintPipeline(DiffusionPipeline, StrDiffusionSamplerMixin):
             image, known_mask, structure_maps, canny_sigma, structure_gray, structure_edges
         )
         known_mask, texture_mu, structure_mu = conditions.known_mask, conditions.texture_mu, conditions.structure_mu
-        self._begin_call(generator, noise_sampler, known_mask, structure_fraction)
+        self._begin_call(generator, noise_sampler, known_mask, conditions.known_gray, structure_fraction)
 
         # 4. Timesteps
         if num_inference_steps is None and self.scheduler.config.algorithm_type == "posterior":
@@ -525,7 +571,7 @@ class StrDiffusionInpaintPipeline(DiffusionPipeline, StrDiffusionSamplerMixin):
                 t = int(timestep)
                 prev_latents = latents
                 latents, structure_latents, step_structure = self._denoise_step(
-                    latents, structure_latents, t, conditions, generator
+                    latents, structure_latents, t, conditions, generator, structure_prediction
                 )
                 if step_structure is not None:
                     structure_anchor, structure_prediction = step_structure

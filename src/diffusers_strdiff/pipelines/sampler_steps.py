@@ -12,6 +12,7 @@ from diffusers.utils.torch_utils import randn_tensor
 
 from ..models import StrDiffusionUNet2DModel
 from ..schedulers import MeanRevertingSDESchedulerOutput
+from ..structure import estimate_guidance
 
 NoiseSampler = Callable[
     [tuple[int, ...], torch.Generator | list[torch.Generator] | None, torch.device, torch.dtype], torch.Tensor
@@ -22,8 +23,8 @@ class StrDiffusionSamplerMixin:
     """
     Mixed into [`~diffusers_strdiff.StrDiffusionInpaintPipeline`]: every Gaussian draw (`randn`), the structure and
     texture steps, the re-noising and discriminator scores of the resampling, and the early / late stage test. They
-    read the pipeline's components and the state of its current call (`_noise_sampler`, `_known_mask`,
-    `_structure_fraction`, `_nfe`, `_progress_postfix`).
+    read the pipeline's components, its config and the state of its current call (`_noise_sampler`, `_known_mask`,
+    `_known_gray`, `_structure_fraction`, `_nfe`, `_progress_postfix`).
     """
 
     def randn(
@@ -89,6 +90,16 @@ class StrDiffusionSamplerMixin:
         ).sample
         self._nfe["structure"] += 1
         return self._reverse_step(noise_prediction, timestep, sample, structure_mu, generator)
+
+    def structure_guidance(self, structure_output: MeanRevertingSDESchedulerOutput) -> torch.Tensor:
+        """
+        The texture network's guidance after a structure step (an output of [`structure_step`]): the new structure
+        state (`texture_guidance="state"`, released) or the step's x_0 estimate with the call's known grayscale
+        pasted, clamped to [0, 1] (`"estimate"`). Shape `(B, 1, H, W)`.
+        """
+        if self.config.texture_guidance == "state":
+            return structure_output.prev_sample
+        return estimate_guidance(structure_output.pred_original_sample, self._known_gray, self._known_mask)
 
     def texture_step(
         self,

@@ -41,6 +41,7 @@ from .checkpointing import (
     find_scheduler_folder,
     list_checkpoints,
     load_component,
+    recorded_training_arg,
     save_checkpoint,
     warm_start,
 )
@@ -79,6 +80,7 @@ from .loop import (
 from .losses import (
     HOLE_WEIGHT,
     denoising_loss,
+    estimated_structure,
     mask_input,
     matching_loss,
     noisy_state,
@@ -113,6 +115,7 @@ __all__ = [
     "configure_logging",
     "create_hub_repo",
     "denoising_loss",
+    "estimated_structure",
     "finalize",
     "find_scheduler_folder",
     "image_grid",
@@ -131,6 +134,7 @@ __all__ = [
     "run_script",
     "run_validation",
     "sample_timesteps",
+    "recorded_training_arg",
     "save_checkpoint",
     "setup_run",
     "to_pil",

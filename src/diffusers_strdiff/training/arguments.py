@@ -16,7 +16,7 @@ from ..coarse_fill import MEAN_FILLS
 from ..masks import HOLE_RATIO_BUCKETS, MASK_IMAGE_EXTENSIONS, load_mask_files
 from ..schedulers import MeanRevertingSDEScheduler
 from ..schedulers.scheduling_mean_reverting_sde import PREDICTION_TYPES
-from ..structure import TRAINING_CANNY_SIGMA
+from ..structure import STRUCTURE_MEANS, TRAINING_CANNY_SIGMA
 from ..utils import IMAGE_EXTENSIONS
 
 logger = get_logger(__name__, log_level="INFO")
@@ -216,8 +216,18 @@ def _add_sde_arguments(parser: argparse.ArgumentParser) -> None:
         type=str,
         default="zeros",
         choices=MEAN_FILLS,
-        help="Texture and discriminator runs: what the texture SDE's mean holds in the hole ('zeros' released, or a "
-        "coarse classical fill; see diffusers_strdiff.coarse_fill). `assemble_pipeline.py` copies it to the pipeline.",
+        help="What the texture SDE's mean holds in the hole ('zeros' released, or a coarse classical fill; see "
+        "diffusers_strdiff.coarse_fill), and the fill of `--structure_mean filled_gray`. `assemble_pipeline.py` "
+        "copies it to the pipeline.",
+    )
+    sde.add_argument(
+        "--structure_mean",
+        type=str,
+        default="edges",
+        choices=STRUCTURE_MEANS,
+        help="What the structure SDE reverts to: 'edges' (released: Canny edges of the known region) or "
+        "'filled_gray' (the known grayscale, hole filled by `--mean_fill`). `assemble_pipeline.py` copies it to the "
+        "pipeline.",
     )
 
 

@@ -19,8 +19,8 @@ logger = get_logger(__name__, log_level="INFO")
 
 SCHEDULER_SUBFOLDER = "scheduler"
 TRAINING_ARGS_FILE = "training_args.json"
-"""The arguments of a finished run (without the Hub token), next to its networks: `assemble_pipeline.py` reads
-`mean_fill` from it."""
+"""The arguments of a finished run (without the Hub token), next to its networks: `assemble_pipeline.py` reads the
+pipeline settings (`mean_fill`, `structure_mean`, `texture_guidance`) from it (see [`recorded_training_arg`])."""
 CHECKPOINT_PREFIX = "checkpoint-"
 VALIDATION_SUBFOLDER = "validation"
 
@@ -123,3 +123,14 @@ def find_scheduler_folder(path: str) -> Path | None:
         ):
             return candidate
     return None
+
+
+def recorded_training_arg(path: str, name: str, default: str) -> str:
+    """
+    The value of argument `name` recorded in the `training_args.json` of the training output at `path` (the output
+    folder or one of its component folders); `default` for runs without that file or older than the argument.
+    """
+    for folder in (Path(path), Path(path).parent):
+        if (folder / TRAINING_ARGS_FILE).is_file():
+            return json.loads((folder / TRAINING_ARGS_FILE).read_text()).get(name, default)
+    return default

@@ -7,6 +7,7 @@ import torch
 from accelerate.logging import get_logger
 
 from ..schedulers import MeanRevertingSDEScheduler
+from ..structure import STRUCTURE_FRACTION, estimate_guidance
 
 logger = get_logger(__name__, log_level="INFO")
 
@@ -111,3 +112,42 @@ def oracle_structure(
     noise = torch.randn(gray.shape, generator=generator, device=gray.device)
     structure_state = scheduler.add_noise(gray, noise, timesteps, structure_mu)
     return scheduler.optimal_reverse_state(structure_state, gray, timesteps, structure_mu)
+
+
+@torch.no_grad()
+def estimated_structure(
+    structure_unet: torch.nn.Module,
+    gray: torch.Tensor,
+    structure_mu: torch.Tensor,
+    known_mask: torch.Tensor,
+    timesteps: torch.Tensor,
+    scheduler: MeanRevertingSDEScheduler,
+    generator: torch.Generator,
+    structure_fraction: float = STRUCTURE_FRACTION,
+) -> torch.Tensor:
+    """
+    The structure guidance of `texture_guidance="estimate"`, as the pipeline computes it: the frozen structure
+    network's x_0 estimate from a structure state x_s ~ marginal(gray, s), clamped to [0, 1], with the known
+    grayscale pasted. s = max(t, floor(structure_fraction * T)): in the late stage (t below that) the pipeline keeps
+    the estimate of the last early step.
+
+    Args:
+        structure_unet: the trained structure network (not updated; evaluated in eval mode).
+        gray (`torch.Tensor` of shape `(B, 1, H, W)`): the ground-truth grayscale (structure x0).
+        structure_mu (`torch.Tensor` of shape `(B, 1, H, W)`): the structure mean.
+        known_mask (`torch.Tensor` of shape `(B, 1, H, W)`): 1 = known, 0 = hole.
+        timesteps (`torch.Tensor` of shape `(B,)`): the texture state's t in 2..T.
+
+    Returns:
+        `torch.Tensor` of shape `(B, 1, H, W)` in [0, 1].
+    """
+    first_late = int(structure_fraction * scheduler.config.num_train_timesteps)
+    structure_timesteps = timesteps.clamp(min=max(first_late, 1))
+    noise = torch.randn(gray.shape, generator=generator, device=gray.device)
+    state = scheduler.add_noise(gray, noise, structure_timesteps, structure_mu)
+    structure_unet.eval()
+    output = structure_unet(
+        state, structure_timesteps, structure_mu, known_mask=mask_input(structure_unet, known_mask)
+    ).sample
+    estimate = scheduler.predict_original_sample(output, structure_timesteps, state, structure_mu)
+    return estimate_guidance(estimate, gray * known_mask, known_mask)

@@ -13,15 +13,25 @@
 # Stage 3: side by side, FINETUNE_STEPS steps each: the guided and the unguided texture net, warm-started from stage 2,
 #          with `--mean_fill biharmonic` (structure net and discriminator are kept from stage 2). The bundled nets
 #          ran 1,900 steps (1,200 in one session, resumed to 1,900 in the next).
+# Stage 4: the structure process moves to the known grayscale with a biharmonic hole as its mean
+#          (`--structure_mean filled_gray`): the structure net is fine-tuned from stage 2 for STRUCTURE_STEPS steps,
+#          while the unguided texture net resumes from stage 3 (a copy of its run) for EXTRA_STEPS more steps.
+# Stage 5: side by side, the guided texture net resumes from stage 3 (a copy of its run) for the same EXTRA_STEPS, now
+#          guided by the stage-4 structure net's x_0 estimates (`--texture_guidance estimate`), and the discriminator
+#          is fine-tuned from stage 2 for DISCRIMINATOR_STEPS steps on the new structure states.
 # Then assembles `$RUNS/pipeline` (copied to src/diffusers_strdiff/checkpoints/) and `$RUNS/pipeline_no_structure`.
 # Safe to rerun: each run resumes from its last checkpoint (a run already at its step count only saves its models).
-# Usage: scripts/train_default_checkpoint.sh [STEPS] [RUN_DIR] [BASE_STEPS] [FINETUNE_STEPS]
+# Usage: scripts/train_default_checkpoint.sh [STEPS] [RUN_DIR] [BASE_STEPS] [FINETUNE_STEPS] [STRUCTURE_STEPS]
+#        [EXTRA_STEPS] [DISCRIMINATOR_STEPS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 STEPS="${1:-1600}"
 RUNS="${2:-runs/default}"
 BASE_STEPS="${3:-800}"
 FINETUNE_STEPS="${4:-1900}"
+STRUCTURE_STEPS="${5:-1000}"
+EXTRA_STEPS="${6:-1000}"
+DISCRIMINATOR_STEPS="${7:-300}"
 [ -d data/photos/train ] || python scripts/prepare_photos.py --output_dir data/photos
 for split in train eval; do
   python scripts/downscale_images.py "data/photos/$split" "data/photos_256/$split" --short_side 256 > /dev/null
@@ -62,10 +72,33 @@ launch training/train_texture.py "${COMMON[@]}" "${FINETUNE[@]}" "${UNET[@]}" --
   --no_structure_guidance --output_dir "$RUNS/texture_unguided_biharmonic" >> "$RUNS/texture_unguided_biharmonic.log" 2>&1 &
 wait
 
+# Stages 4-5 continue copies of the stage-3 texture runs, so that stage 3's own folders stay as they were.
+continue_run() { [ -d "$RUNS/$2" ] || cp -r "$RUNS/$1" "$RUNS/$2"; }
+continue_run texture_biharmonic texture_estimate
+continue_run texture_unguided_biharmonic texture_unguided_final
+GRAY_MEAN=(--structure_mean filled_gray --mean_fill biharmonic --checkpointing_steps 100 --checkpoints_total_limit 2)
+TOTAL_STEPS=$((FINETUNE_STEPS + EXTRA_STEPS))
+
+# Stage 4.
+launch training/train_structure.py "${COMMON[@]}" "${GRAY_MEAN[@]}" "${UNET[@]}" --init_weights "$RUNS/structure" \
+  --max_train_steps "$STRUCTURE_STEPS" --output_dir "$RUNS/structure_gray" >> "$RUNS/structure_gray.log" 2>&1 &
+launch training/train_texture.py "${COMMON[@]}" "${GRAY_MEAN[@]}" "${UNET[@]}" --no_structure_guidance \
+  --max_train_steps "$TOTAL_STEPS" --output_dir "$RUNS/texture_unguided_final" >> "$RUNS/texture_unguided_final.log" 2>&1 &
+wait
+
+# Stage 5.
+launch training/train_texture.py "${COMMON[@]}" "${GRAY_MEAN[@]}" "${UNET[@]}" --texture_guidance estimate \
+  --structure_model_name_or_path "$RUNS/structure_gray" --max_train_steps "$TOTAL_STEPS" \
+  --output_dir "$RUNS/texture_estimate" >> "$RUNS/texture_estimate.log" 2>&1 &
+launch training/train_discriminator.py "${COMMON[@]}" "${GRAY_MEAN[@]}" --base_channels 16 --time_embedding_dim 64 \
+  --init_weights "$RUNS/discriminator" --max_train_steps "$DISCRIMINATOR_STEPS" --output_dir "$RUNS/discriminator_gray" \
+  >> "$RUNS/discriminator_gray.log" 2>&1 &
+wait
+
 # The bundled checkpoint (EMA weights of the three networks; posterior sampler, 2 steps by default: the cheapest
-# setting within 0.3 dB of the best in the few-step sweep, docs/bench) and the
-# no-structure ablation pipeline.
-python training/assemble_pipeline.py --structure "$RUNS/structure" --texture "$RUNS/texture_biharmonic" \
-  --discriminator "$RUNS/discriminator" --sampler posterior --default_num_inference_steps 2 --output_dir "$RUNS/pipeline"
-python training/assemble_pipeline.py --texture "$RUNS/texture_unguided_biharmonic" --sampler posterior \
+# setting within 0.3 dB of the best in the few-step sweep, docs/bench) and the no-structure ablation pipeline.
+python training/assemble_pipeline.py --structure "$RUNS/structure_gray" --texture "$RUNS/texture_estimate" \
+  --discriminator "$RUNS/discriminator_gray" --sampler posterior --default_num_inference_steps 2 \
+  --output_dir "$RUNS/pipeline"
+python training/assemble_pipeline.py --texture "$RUNS/texture_unguided_final" --sampler posterior \
   --default_num_inference_steps 2 --output_dir "$RUNS/pipeline_no_structure"

@@ -38,5 +38,5 @@ class SamplerConditions(NamedTuple):
     known_mask: torch.Tensor  # (B, 1, H, W) 1 = known pixel, in the pipeline's dtype
     gray: torch.Tensor  # (B, 1, H, W) float32 grayscale map of the image
     known_gray: torch.Tensor  # the grayscale map's known region (the structure's x_0 there), pipeline dtype
-    structure_mu: torch.Tensor  # mean of the structure SDE: the masked edge map, pipeline dtype
+    structure_mu: torch.Tensor  # mean of the structure SDE (`structure_mean`), pipeline dtype
     texture_mu: torch.Tensor  # mean of the texture SDE: the known image with the hole filled by `mean_fill`

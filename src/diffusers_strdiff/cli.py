@@ -148,7 +148,7 @@ def _inpaint_settings(args: argparse.Namespace, device: str) -> "InpaintSettings
     return InpaintSettings(args.steps, args.seed, args.resampling, args.max_side, device)
 
 
-def set_threads(threads: int | None, processes: int = 1) -> int:
+def configure_cpu(threads: int | None, processes: int = 1) -> int:
     """
     Sets torch's CPU threads to [`diffusers_strdiff.inference_threads`] (`threads`, `$STRDIFF_THREADS`, or the free
     cores) shared by `processes` processes of one run, and lets the allocator reuse freed memory
@@ -191,7 +191,7 @@ def _inpaint(args: argparse.Namespace) -> int:
     except ValueError as error:
         raise CommandError(str(error)) from error
     settings = _inpaint_settings(args, args.device or "cpu")
-    set_threads(args.threads)
+    configure_cpu(args.threads)
     pipeline = load_pipeline(args.checkpoint, args.sampler, settings.device)
     notice = batch_inpaint.downscale_notice(image.size, args.max_side)
     if notice is not None:
@@ -222,7 +222,7 @@ def _inpaint_folder(args: argparse.Namespace, image_dir: Path, mask: Path, outpu
         raise CommandError(str(error)) from error
     state = process_state()
     device = args.device or (str(state.device) if state.num_processes > 1 else "cpu")  # accelerate: own device
-    set_threads(args.threads, state.num_processes)
+    configure_cpu(args.threads, state.num_processes)
     # The main process loads first: loading a saved folder writes its `pipeline_strdiffusion.py` stub into diffusers'
     # dynamic-module cache, and two processes writing it at once can import a half-written file.
     with state.main_process_first():
@@ -281,7 +281,7 @@ def _app(args: argparse.Namespace) -> None:
         from .app import launch
     except ImportError as error:
         raise CommandError(f"the app needs the [app] extra (pip install 'diffusers-strdiff[app]'): {error}") from error
-    set_threads(args.threads)
+    configure_cpu(args.threads)
     launch(
         server_name=args.host, server_port=args.port, share=False, checkpoint=args.checkpoint, max_side=args.max_side
     )

@@ -356,6 +356,21 @@ def test_estimate_guidance_recipe_trains_and_assembles(data: dict[str, Path], tm
         texture_script.main(texture_argv)
 
 
+def test_discriminator_warm_start_copies_every_tensor(trained: dict[str, object], tmp_path: Path, data) -> None:
+    source = trained["train_discriminator"].output_dir
+    warm = load_script("train_discriminator").main(
+        tiny_args(data, tmp_path / "warm", "train_discriminator", "--max_train_steps", "1", "--learning_rate", "0",
+                  "--init_weights", str(source))
+    )  # fmt: skip
+    expected = load_file(source / "discriminator" / WEIGHTS)
+    actual = load_file(warm.output_dir / "discriminator" / WEIGHTS)
+    assert expected.keys() == actual.keys() and all(torch.equal(actual[name], expected[name]) for name in expected)
+    with pytest.raises(ArgumentPathError, match="--init_weights"):
+        load_script("train_discriminator").main(
+            tiny_args(data, tmp_path / "bad", "train_discriminator", "--init_weights", str(tmp_path / "missing"))
+        )
+
+
 def test_assemble_pipeline_rejects_mismatched_timesteps(trained: dict[str, object], tmp_path: Path) -> None:
     from diffusers_strdiff.schedulers import MeanRevertingSDEScheduler
 

@@ -30,11 +30,14 @@ from diffusers_strdiff.training import (
     TrainingResult,
     TrainingTask,
     ValidationResult,
+    add_init_weights_argument,
+    check_init_weights,
     noisy_state,
     oracle_structure,
     parse_args,
     run_script,
     train,
+    warm_start,
 )
 
 COMPONENT_NAME = "discriminator"
@@ -47,6 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--base_channels", type=int, default=32, help="ngf of the discriminator (released training: 32)."
     )
     group.add_argument("--time_embedding_dim", type=int, default=256, help="Size of the timestep embedding.")
+    add_init_weights_argument(group)
     parser.set_defaults(output_dir="strdiffusion-discriminator", adam_beta1=0.5)
 
 
@@ -56,6 +60,7 @@ def is_valid_batch_size(batch_size: int) -> bool:
 
 
 def check_arguments(args: argparse.Namespace) -> None:
+    check_init_weights(args)
     if args.base_channels < 1 or args.time_embedding_dim < 4:
         raise ArgumentValueError(
             "`--base_channels` must be >= 1 and `--time_embedding_dim` >= 4, got "
@@ -70,12 +75,13 @@ def check_arguments(args: argparse.Namespace) -> None:
 
 
 def build_model(args: argparse.Namespace) -> StrDiffusionDiscriminator:
-    return StrDiffusionDiscriminator(
+    model = StrDiffusionDiscriminator(
         in_channels=3,
         structure_channels=1,
         base_channels=args.base_channels,
         time_embedding_dim=args.time_embedding_dim,
     )
+    return model if args.init_weights is None else warm_start(model, args.init_weights, COMPONENT_NAME)
 
 
 def discriminator_logits(

@@ -390,7 +390,12 @@ def add_unet_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="Give the network the known mask as an extra input channel (not in the released networks).",
     )
-    group.add_argument(
+    add_init_weights_argument(group)
+
+
+def add_init_weights_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """`--init_weights` (warm start), for every network; check it with [`check_init_weights`]."""
+    parser.add_argument(
         "--init_weights",
         type=str,
         default=None,
@@ -401,10 +406,15 @@ def add_unet_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def check_unet_arguments(args: argparse.Namespace) -> None:
-    """Checks [`add_unet_arguments`]' values against the resolution."""
+def check_init_weights(args: argparse.Namespace) -> None:
+    """Raises `ArgumentPathError` when `--init_weights` is given but is not a directory."""
     if args.init_weights is not None and not Path(args.init_weights).is_dir():
         raise ArgumentPathError(f"--init_weights {args.init_weights!r} does not exist or is not a directory.")
+
+
+def check_unet_arguments(args: argparse.Namespace) -> None:
+    """Checks [`add_unet_arguments`]' values against the resolution."""
+    check_init_weights(args)
     if args.base_channels < 1 or args.depth < 1:
         raise ArgumentValueError(
             f"`--base_channels` and `--depth` must be >= 1, got {args.base_channels} and {args.depth}."

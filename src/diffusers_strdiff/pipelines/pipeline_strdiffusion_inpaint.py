@@ -22,7 +22,6 @@ from ..structure import (
     STRUCTURE_MEANS,
     TEXTURE_GUIDANCES,
     edge_map,
-    estimate_guidance,
     grayscale_map,
     structure_mean,
 )
@@ -422,41 +421,6 @@ class StrDiffusionInpaintPipeline(DiffusionPipeline, StrDiffusionSamplerMixin):
                 structures = structures.to(latents.dtype)
             structures = self.mask_processor.postprocess(structures, output_type=output_type)
         return images, structures
-
-    def _denoise_step(
-        self,
-        latents: torch.Tensor,
-        structure_latents: torch.Tensor | None,
-        timestep: int,
-        conditions: SamplerConditions,
-        generator: torch.Generator | list[torch.Generator] | None,
-        structure_prediction: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor | None, tuple[torch.Tensor, torch.Tensor] | None]:
-        """
-        One step of the loop before the callback. Early stage: re-anchor and step the structure, then step the
-        texture guided by the new structure state (or its x_0 estimate, see `texture_guidance`); late stage: step the
-        texture guided by its own channel mean (released; docs/released_implementation.md, "Late stage: the texture
-        guides itself"), or with `texture_guidance="estimate"` by the last x_0 estimate `structure_prediction`.
-        Returns the new texture and structure states and, in the early stage, the structure anchor and x_0 estimate
-        of the step.
-        """
-        if not self.uses_structure(timestep):
-            guidance = None
-            if self.structure_unet is not None and self.config.texture_guidance == "estimate":
-                guidance = estimate_guidance(structure_prediction, conditions.known_gray, conditions.known_mask)
-            elif self.structure_unet is not None:
-                guidance = latents.mean(dim=1, keepdim=True)
-            latents = self.texture_step(latents, timestep, conditions.texture_mu, guidance, generator).prev_sample
-            return latents, structure_latents, None
-        structure_mu = conditions.structure_mu
-        structure_anchor = self.structure_anchor(conditions.known_gray, structure_mu, timestep, generator)
-        structure_output = self.structure_step(
-            structure_latents, timestep, structure_mu, structure_anchor, conditions.known_mask, generator
-        )
-        structure_latents = structure_output.prev_sample
-        guidance = self.structure_guidance(structure_output)
-        latents = self.texture_step(latents, timestep, conditions.texture_mu, guidance, generator).prev_sample
-        return latents, structure_latents, (structure_anchor, structure_output.pred_original_sample)
 
     @torch.no_grad()
     def __call__(

@@ -8,9 +8,8 @@ on the whole image) with
 * `oracle structure`: the same pipeline whose structure net is replaced by an oracle that returns the *exact*
   ground-truth grayscale as its x_0 estimate at every step (the structure process then follows the true structure,
   and the texture net is guided by it exactly as the sampler guides it);
+* `reference`: another structure-guided pipeline (optional, e.g. the previous release);
 * `no structure`: the unguided pipeline of the no-structure ablation (optional),
-
-* `reference`: another structure-guided pipeline (optional, e.g. the previous release),
 
 with the same seeds, and prints a Markdown table of PSNR / SSIM per hole-ratio bucket. If the oracle row is not
 above the guided row, a better structure net cannot help this texture net under this sampler: the texture net does

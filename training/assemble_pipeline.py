@@ -111,11 +111,12 @@ def texture_mean_fill(args: argparse.Namespace) -> str:
     return recorded_training_arg(args.texture, "mean_fill", "zeros")
 
 
-def structure_settings(args: argparse.Namespace) -> dict[str, str]:
+def structure_settings(args: argparse.Namespace, mean_fill: str) -> dict[str, str]:
     """
     `structure_mean` (recorded by the structure run) and `texture_guidance` (recorded by the texture run); released
     values for runs older than the options. Raises when a texture net trained with estimate guidance meets a structure
-    net of another structure mean, or a `filled_gray` structure net was trained with another fill than the pipeline's.
+    net of another structure mean, or a `filled_gray` structure net was trained with another fill than the pipeline's
+    `mean_fill`.
     """
     texture_guidance = recorded_training_arg(args.texture, "texture_guidance", "state")
     if args.structure is None:
@@ -128,16 +129,17 @@ def structure_settings(args: argparse.Namespace) -> dict[str, str]:
             f"--structure {args.structure!r} has structure_mean={structure_mean!r}."
         )
     structure_fill = recorded_training_arg(args.structure, "mean_fill", "zeros")
-    if structure_mean == "filled_gray" and structure_fill != texture_mean_fill(args):
+    if structure_mean == "filled_gray" and structure_fill != mean_fill:
         raise ArgumentValueError(
             f"The structure net fills its mean's hole with {structure_fill!r}, the pipeline's mean_fill is "
-            f"{texture_mean_fill(args)!r}: structure_mean='filled_gray' uses the pipeline's mean_fill."
+            f"{mean_fill!r}: structure_mean='filled_gray' uses the pipeline's mean_fill."
         )
     return {"structure_mean": structure_mean, "texture_guidance": texture_guidance}
 
 
 def build_pipeline(args: argparse.Namespace) -> StrDiffusionInpaintPipeline:
     """The pipeline of the trained components named by the arguments."""
+    mean_fill = texture_mean_fill(args)
     return StrDiffusionInpaintPipeline(
         structure_unet=(
             load_component(StrDiffusionUNet2DModel, args.structure, "structure_unet")
@@ -151,9 +153,9 @@ def build_pipeline(args: argparse.Namespace) -> StrDiffusionInpaintPipeline:
             if args.discriminator is not None
             else None
         ),
-        mean_fill=texture_mean_fill(args),
+        mean_fill=mean_fill,
         default_num_inference_steps=args.default_num_inference_steps,
-        **structure_settings(args),
+        **structure_settings(args, mean_fill),
     )
 
 

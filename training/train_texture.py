@@ -10,6 +10,11 @@ it (`estimated_structure`): training sees the guidance that inference gives. Wit
 matched (L1, hole x10) to the Eq.4 optimum y*_{t-1}(y_t, y0) (released `train/texture`); with `sample` / `residual`
 its x0 estimate is matched to y0 with the same loss.
 
+`--adversarial_weight W` (> 0) adds a critic (a `StrDiffusionDiscriminator` conditioned on t and the hole mask, saved
+as `texture_critic`) that scores the x0 estimate, known region pasted, against the real image; the net's loss gains
+the critic's non-saturating GAN loss, weighted so that its gradient at the last layer is W times the
+reconstruction loss's (VQGAN's adaptive weight): fills with texture instead of the smooth L1 median.
+
 Validation inpaints the held-out images with the same oracle structure guidance, or, with
 `--structure_model_name_or_path`, with the full `StrDiffusionInpaintPipeline` (trained structure + this texture net).
 
@@ -24,20 +29,27 @@ from collections.abc import Sequence
 import torch
 
 from diffusers_strdiff.coarse_fill import fill_hole
-from diffusers_strdiff.models import StrDiffusionUNet2DModel
+from diffusers_strdiff.models import StrDiffusionDiscriminator, StrDiffusionUNet2DModel
 from diffusers_strdiff.pipelines.pipeline_strdiffusion_inpaint import StrDiffusionInpaintPipeline
 from diffusers_strdiff.schedulers import MeanRevertingSDEScheduler
 from diffusers_strdiff.structure import TEXTURE_GUIDANCES, structure_mean
 from diffusers_strdiff.training import (
     ArgumentValueError,
+    CriticInputs,
+    CriticTask,
+    GeneratorLoss,
     TrainingResult,
     TrainingTask,
     ValidationResult,
+    adaptive_weight,
+    add_adversarial_arguments,
     add_unet_arguments,
+    check_adversarial_arguments,
     check_unet_arguments,
     denoising_loss,
     estimated_structure,
     find_scheduler_folder,
+    generator_adversarial_loss,
     image_grid,
     load_component,
     mask_input,
@@ -54,6 +66,8 @@ from diffusers_strdiff.utils import psnr
 
 COMPONENT_NAME = "texture_unet"
 STRUCTURE_COMPONENT_NAME = "structure_unet"
+CRITIC_COMPONENT_NAME = "texture_critic"
+CRITIC_TIME_EMBEDDING_DIM = 64
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -81,7 +95,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "'estimate' (the x_0 estimate of the frozen structure net given by --structure_model_name_or_path, as the "
         "pipeline's texture_guidance='estimate' computes it). `assemble_pipeline.py` copies it to the pipeline.",
     )
+    add_adversarial_arguments(parser)
     parser.set_defaults(output_dir="strdiffusion-texture")
+
+
+def check_arguments(args: argparse.Namespace) -> None:
+    check_unet_arguments(args)
+    check_adversarial_arguments(args)
 
 
 def build_model(args: argparse.Namespace) -> StrDiffusionUNet2DModel:
@@ -94,6 +114,16 @@ def build_model(args: argparse.Namespace) -> StrDiffusionUNet2DModel:
         known_mask_channel=args.known_mask_channel,
     )
     return model if args.init_weights is None else warm_start(model, args.init_weights, COMPONENT_NAME)
+
+
+def build_critic(args: argparse.Namespace) -> StrDiffusionDiscriminator:
+    """The critic of `--adversarial_weight`: D(image, t, hole mask) -> (B, 1) logits."""
+    return StrDiffusionDiscriminator(
+        in_channels=3,
+        structure_channels=1,
+        base_channels=args.critic_base_channels,
+        time_embedding_dim=CRITIC_TIME_EMBEDDING_DIM,
+    )
 
 
 def texture_prediction(
@@ -116,10 +146,14 @@ def compute_loss(
     mean_fill: str = "zeros",
     structure_mean_kind: str = "edges",
     structure_unet: StrDiffusionUNet2DModel | None = None,
-) -> torch.Tensor:
+    critic: torch.nn.Module | None = None,
+    adversarial_weight: float = 0.0,
+) -> torch.Tensor | GeneratorLoss:
     """
     [`denoising_loss`] of the texture net (released MatchingLoss for the noise prediction). The guidance is the
     oracle structure (released), or the x_0 estimate of `structure_unet` when one is given (estimate guidance).
+    With a `critic`, the [`GeneratorLoss`] of that loss plus the adaptively weighted adversarial loss of the x_0
+    estimate (known region pasted; the critic is conditioned on t and the hole mask).
     """
     image, known_mask = batch["image"], batch["known_mask"]
     mu = fill_hole(image, known_mask, mean_fill)
@@ -135,7 +169,23 @@ def compute_loss(
                 structure_unet.to(image.device), gray, structure_mu, known_mask, timesteps, scheduler, generator
             )
     output = texture_prediction(model, noisy, timesteps, mu, known_mask, guidance)
-    return denoising_loss(output, timesteps, noisy, image, mu, known_mask, scheduler)
+    loss = denoising_loss(output, timesteps, noisy, image, mu, known_mask, scheduler)
+    if critic is None:
+        return loss
+    estimate = scheduler.predict_original_sample(output, timesteps, noisy, mu)
+    filled = image * known_mask + estimate * (1 - known_mask)
+    hole_mask = 1 - known_mask
+    adversarial = generator_adversarial_loss(critic, filled, timesteps, hole_mask)
+    weight = adversarial_weight * adaptive_weight(loss, adversarial, getattr(model, "module", model).conv_out.weight)
+    return GeneratorLoss(
+        loss=loss + weight * adversarial,
+        critic_inputs=CriticInputs(real=image, fake=filled.detach(), timesteps=timesteps, condition=hole_mask),
+        logs={
+            "reconstruction_loss": loss.item(),
+            "adversarial_loss": adversarial.item(),
+            "adaptive_weight": weight.item(),
+        },
+    )
 
 
 def inpaint_with_oracle_structure(
@@ -235,7 +285,7 @@ def load_structure_unet(args: argparse.Namespace) -> StrDiffusionUNet2DModel:
 
 
 def main(argv: Sequence[str] | None = None) -> TrainingResult | None:
-    args = parse_args(__doc__, add_arguments, argv, check_unet_arguments)
+    args = parse_args(__doc__, add_arguments, argv, check_arguments)
     structure_unet = None
     if args.structure_model_name_or_path is not None:
         if args.no_structure_guidance:
@@ -254,6 +304,7 @@ def main(argv: Sequence[str] | None = None) -> TrainingResult | None:
             mean_fill=args.mean_fill,
             structure_mean_kind=args.structure_mean,
             structure_unet=structure_unet if args.texture_guidance == "estimate" else None,
+            adversarial_weight=args.adversarial_weight,
         ),
         validate=functools.partial(
             validate,
@@ -270,6 +321,17 @@ def main(argv: Sequence[str] | None = None) -> TrainingResult | None:
             f"(`texture_guidance={args.texture_guidance}`: the Eq.4 structure optimum from the ground-truth grayscale, "
             "or the frozen structure network's x_0 estimate). Combine it with a structure network and "
             "a discriminator with `training/assemble_pipeline.py`."
+            + (
+                f" Trained with an adversarial term (critic `{CRITIC_COMPONENT_NAME}`, adaptive weight x "
+                f"{args.adversarial_weight})."
+                if args.adversarial_weight > 0
+                else ""
+            )
+        ),
+        critic=(
+            CriticTask(CRITIC_COMPONENT_NAME, build_critic, args.critic_learning_rate)
+            if args.adversarial_weight > 0
+            else None
         ),
     )
     return train(args, task)

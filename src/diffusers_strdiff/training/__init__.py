@@ -15,13 +15,27 @@
   `output_dir/validation/`, tensorboard), final `save_pretrained` of the network and of the scheduler, a model card
   and an optional Hub upload.
 * [`matching_loss`]: the released `MatchingLoss` of the structure and texture trainings.
+* An optional adversarial term ([`CriticTask`], `adversarial`): a critic trained alongside the network, whose GAN
+  loss on the network's x_0 estimates is weighted against the reconstruction loss by [`adaptive_weight`].
 
 Modules: `arguments` (the command line and its errors), `data` (images, crops, masks, the seeded sampler), `losses`,
-`checkpointing` (resumable states, loading trained networks), `hub` (repository, upload, model card) and `loop`
+`adversarial`, `checkpointing` (resumable states, loading trained networks), `hub` (repository, upload, model card) and `loop`
 ([`train`]: [`setup_run`], [`resume`], [`train_epoch`], [`finalize`]). Seeds of the random streams come from
 [`~diffusers_strdiff.utils.derived_seed`]. This package needs the `train` extra (`datasets`, `tensorboard`).
 """
 
+from .adversarial import (
+    CriticInputs,
+    CriticTask,
+    GeneratorLoss,
+    accepts_batch_size,
+    adaptive_weight,
+    add_adversarial_arguments,
+    check_adversarial_arguments,
+    check_discriminator_batch_size,
+    critic_loss,
+    generator_adversarial_loss,
+)
 from .arguments import (
     ArgumentPathError,
     ArgumentValueError,
@@ -92,6 +106,16 @@ from .losses import (
 )
 
 __all__ = [
+    "CriticInputs",
+    "CriticTask",
+    "GeneratorLoss",
+    "accepts_batch_size",
+    "adaptive_weight",
+    "add_adversarial_arguments",
+    "check_adversarial_arguments",
+    "check_discriminator_batch_size",
+    "critic_loss",
+    "generator_adversarial_loss",
     "ArgumentPathError",
     "ArgumentValueError",
     "CHECKPOINT_PREFIX",

@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 
 from ..schedulers import MeanRevertingSDEScheduler
 from ..utils import derived_seed
+from .adversarial import CriticTask, GeneratorLoss, critic_loss
 from .arguments import ArgumentValueError, build_noise_scheduler
 from .checkpointing import (
     SCHEDULER_SUBFOLDER,
@@ -69,22 +70,24 @@ class TrainingTask:
         component_name: the network's folder in the output directory and in a pipeline (`"structure_unet"`, ...).
         build_model: builds the (fresh) network from the arguments.
         compute_loss: `(model, batch, scheduler, generator) -> loss` of one batch; every random draw must use
-            `generator` (seeded per batch), so that a resumed run is identical to an uninterrupted one.
+            `generator` (seeded per batch), so that a resumed run is identical to an uninterrupted one. With a
+            `critic`, it is called with `critic=` the critic network too and returns a [`GeneratorLoss`].
         validate: `(model, batch, scheduler, generator) -> ValidationResult` on the fixed validation batch, or
             `None` for no validation.
         description: one paragraph for the model card.
+        critic: an adversarial critic trained alongside the network (one critic step after each network step on
+            the [`GeneratorLoss`]'s inputs), or `None`.
     """
 
     component_name: str
     build_model: Callable[[argparse.Namespace], ModelMixin]
-    compute_loss: Callable[
-        [torch.nn.Module, dict[str, torch.Tensor], MeanRevertingSDEScheduler, torch.Generator], torch.Tensor
-    ]
+    compute_loss: Callable[..., torch.Tensor | GeneratorLoss]
     validate: (
         Callable[[ModelMixin, dict[str, torch.Tensor], MeanRevertingSDEScheduler, torch.Generator], ValidationResult]
         | None
     ) = None
     description: str = ""
+    critic: CriticTask | None = None
 
 
 @dataclass
@@ -156,6 +159,9 @@ class TrainingRun:
     noise_generator: torch.Generator | None = None
     validation_generator: torch.Generator | None = None
     progress_bar: Any = None
+    critic: torch.nn.Module | None = None
+    critic_optimizer: torch.optim.Optimizer | None = None
+    step_logs: dict[str, float] = field(default_factory=dict)
 
 
 def train(args: argparse.Namespace, task: TrainingTask) -> TrainingResult | None:
@@ -210,7 +216,8 @@ def setup_run(args: argparse.Namespace, task: TrainingTask) -> TrainingRun:
         if args.use_ema
         else None
     )
-    _register_checkpoint_hooks(accelerator, task, model, ema_model, state)
+    critic = None if task.critic is None else task.critic.build_model(args)
+    _register_checkpoint_hooks(accelerator, task, model, ema_model, state, critic)
     optimizer = torch.optim.AdamW(
         model.parameters(),
         lr=args.learning_rate,
@@ -218,6 +225,10 @@ def setup_run(args: argparse.Namespace, task: TrainingTask) -> TrainingRun:
         weight_decay=args.adam_weight_decay,
         eps=args.adam_epsilon,
     )
+    critic_optimizer = None
+    if critic is not None:
+        critic_optimizer = torch.optim.Adam(critic.parameters(), lr=task.critic.learning_rate, betas=(0.5, 0.99))
+        critic, critic_optimizer = accelerator.prepare(critic, critic_optimizer)
     masks, dataset, sampler, dataloader, samples_per_step = _build_data(args, accelerator, state.seed)
 
     steps_per_epoch = math.ceil(len(dataset) // samples_per_step / args.gradient_accumulation_steps)
@@ -237,6 +248,7 @@ def setup_run(args: argparse.Namespace, task: TrainingTask) -> TrainingRun:
         num_epochs=math.ceil(max_train_steps / steps_per_epoch),
         noise_generator=torch.Generator(device=accelerator.device),
         validation_generator=torch.Generator(device=accelerator.device),
+        critic=critic, critic_optimizer=critic_optimizer,
     )  # fmt: skip
     if accelerator.is_main_process:
         if task.validate is not None and args.validation_data_dir is None:
@@ -254,19 +266,25 @@ def _register_checkpoint_hooks(
     model: ModelMixin,
     ema_model: EMAModel | None,
     state: TrainingState,
+    critic: ModelMixin | None = None,
 ) -> None:
-    """Checkpoints hold the network (and its EMA) in the diffusers format, and the run's seed and step."""
+    """
+    Checkpoints hold the network (and its EMA) and the critic, if any, in the diffusers format, and the run's seed
+    and step.
+    """
     model_cls = type(model)
     ema_subfolder = f"{task.component_name}_ema"
+    subfolders = {id(model): task.component_name}
+    if critic is not None:
+        subfolders[id(critic)] = task.critic.component_name
 
     def save_model_hook(models: list[torch.nn.Module], weights: list[dict[str, Any]], checkpoint_dir: str) -> None:
         if accelerator.is_main_process:
             if ema_model is not None:
                 ema_model.save_pretrained(os.path.join(checkpoint_dir, ema_subfolder))
             for saved_model in models:
-                accelerator.unwrap_model(saved_model).save_pretrained(
-                    os.path.join(checkpoint_dir, task.component_name)
-                )
+                unwrapped = accelerator.unwrap_model(saved_model)
+                unwrapped.save_pretrained(os.path.join(checkpoint_dir, subfolders[id(unwrapped)]))
                 weights.pop()  # saved above, in the diffusers format
 
     def load_model_hook(models: list[torch.nn.Module], checkpoint_dir: str) -> None:
@@ -277,7 +295,7 @@ def _register_checkpoint_hooks(
             del loaded_ema
         for _ in range(len(models)):
             loaded_model = accelerator.unwrap_model(models.pop())
-            saved = model_cls.from_pretrained(checkpoint_dir, subfolder=task.component_name)
+            saved = type(loaded_model).from_pretrained(checkpoint_dir, subfolder=subfolders[id(loaded_model)])
             loaded_model.register_to_config(**saved.config)
             loaded_model.load_state_dict(saved.state_dict())
             del saved
@@ -367,12 +385,19 @@ def train_epoch(run: TrainingRun, epoch: int, first_batch: int) -> None:
     run.dataloader.set_epoch(epoch)
     run.sampler.set_epoch(epoch)
     run.sampler.set_start(first_batch * run.samples_per_step)
+    models = (model,) if run.critic is None else (model, run.critic)
     for batch_index, batch in enumerate(run.dataloader, start=first_batch):
-        with accelerator.accumulate(model):
+        with accelerator.accumulate(*models):
             run.noise_generator.manual_seed(
                 derived_seed(run.state.seed, NOISE_STREAM, accelerator.process_index, epoch, batch_index)
             )
-            loss = run.task.compute_loss(model, batch, run.noise_scheduler, run.noise_generator)
+            if run.critic is None:
+                loss = run.task.compute_loss(model, batch, run.noise_scheduler, run.noise_generator)
+            else:
+                generator_loss = run.task.compute_loss(
+                    model, batch, run.noise_scheduler, run.noise_generator, critic=run.critic
+                )
+                loss = generator_loss.loss
             gathered = accelerator.gather(loss.detach().repeat(args.train_batch_size)).mean()
             run.train_loss += gathered.item() / args.gradient_accumulation_steps
             accelerator.backward(loss)
@@ -381,10 +406,25 @@ def train_epoch(run: TrainingRun, epoch: int, first_batch: int) -> None:
             run.optimizer.step()
             run.lr_scheduler.step()
             run.optimizer.zero_grad(set_to_none=True)
+            if run.critic is not None:
+                _critic_step(run, generator_loss)
         if accelerator.sync_gradients:
             _end_optimization_step(run)
         if run.global_step >= run.max_train_steps:
             break
+
+
+def _critic_step(run: TrainingRun, generator_loss: GeneratorLoss) -> None:
+    """One step of the critic on the batch's real and (detached) generated images; its loss joins the step's logs."""
+    accelerator = run.accelerator
+    run.critic_optimizer.zero_grad(set_to_none=True)  # drops what the generator's backward left in the critic
+    loss = critic_loss(run.critic, generator_loss.critic_inputs)
+    accelerator.backward(loss)
+    run.critic_optimizer.step()
+    run.critic_optimizer.zero_grad(set_to_none=True)
+    scale = 1 / run.args.gradient_accumulation_steps
+    for name, value in {"critic_loss": accelerator.gather(loss.detach()).mean().item(), **generator_loss.logs}.items():
+        run.step_logs[name] = run.step_logs.get(name, 0.0) + value * scale
 
 
 def _end_optimization_step(run: TrainingRun) -> None:
@@ -396,12 +436,16 @@ def _end_optimization_step(run: TrainingRun) -> None:
     run.global_step += 1
     run.state.global_step = run.global_step
     run.recent_losses.append(run.train_loss)
-    logs = {"train_loss": run.train_loss, "lr": run.lr_scheduler.get_last_lr()[0]}
+    logs = {"train_loss": run.train_loss, "lr": run.lr_scheduler.get_last_lr()[0], **run.step_logs}
     if run.ema_model is not None:
         logs["ema_decay"] = run.ema_model.cur_decay_value
     accelerator.log(logs, step=run.global_step)
-    run.progress_bar.set_postfix(loss=f"{run.train_loss:.4f}", lr=f"{logs['lr']:.2e}")
+    postfix = {"loss": f"{run.train_loss:.4f}", "lr": f"{logs['lr']:.2e}"}
+    if "critic_loss" in run.step_logs:
+        postfix["critic"] = f"{run.step_logs['critic_loss']:.3f}"
+    run.progress_bar.set_postfix(postfix)
     run.train_loss = 0.0
+    run.step_logs = {}
     if accelerator.is_main_process:
         if run.global_step % args.checkpointing_steps == 0:
             save_checkpoint(accelerator, run.output_dir, run.global_step, args.checkpoints_total_limit)
@@ -452,6 +496,9 @@ def finalize(run: TrainingRun) -> TrainingResult | None:
             run.ema_model.copy_to(final_model.parameters())
         model_dir = output_dir / component
         final_model.save_pretrained(model_dir, safe_serialization=True)
+        if run.critic is not None:
+            critic_dir = output_dir / run.task.critic.component_name
+            accelerator.unwrap_model(run.critic).save_pretrained(critic_dir, safe_serialization=True)
         run.noise_scheduler.save_pretrained(output_dir / SCHEDULER_SUBFOLDER)
         if run.validation_batch is not None and run.validated_step != run.global_step:
             run_validation(run)

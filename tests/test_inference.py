@@ -180,3 +180,93 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
         process = subprocess.run([sys.executable, "-c", script, mode], capture_output=True, text=True, check=True)
         faults[mode] = int(process.stdout.split()[-1])
     assert faults["off"] > 20_000 and faults["on"] < faults["off"] / 4, faults
+
+
+# ----------------------------------------------------------------------------------------------------- NNPACK
+
+requires_nnpack = pytest.mark.skipif(not inference.nnpack_available(), reason="this PyTorch build has no NNPACK")
+
+
+@pytest.fixture
+def nnpack_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, ...]]:
+    """Records the input shape of every NNPACK convolution (the real one runs)."""
+    calls, original = [], inference.nnpack_conv3x3
+
+    def recorded(hidden_states, weight, bias):
+        calls.append(tuple(hidden_states.shape))
+        return original(hidden_states, weight, bias)
+
+    monkeypatch.setattr(inference, "nnpack_conv3x3", recorded)
+    return calls
+
+
+@requires_nnpack
+@torch.no_grad()
+@pytest.mark.parametrize("name", NAMES)
+def test_nnpack_on_every_convolution_keeps_released_outputs(name, nnpack_calls, monkeypatch):
+    """NNPACK forced on every 3x3 convolution (thresholds 0) stays within the fixtures' tolerance (it uses ~20-30 % of
+    it, against ~5-7 % for the direct convolution); `nnpack=False` never calls it."""
+    for threshold in ("NNPACK_MIN_CHANNELS", "NNPACK_MIN_PIXELS", "NNPACK_MIN_WORK"):
+        monkeypatch.setattr(inference, threshold, 0)
+    plain = convert_official_checkpoint(load_fixture(f"{name}_state_dict"))
+    io = load_fixture(f"{name}_io")
+    output = call(copy.deepcopy(plain).prepare_for_inference(nnpack=True), name, io)
+    assert len(nnpack_calls) > 0
+    assert_matches_reference(output, io["output"])
+    assert_matches_reference(output, call(plain, name, io))
+    nnpack_calls.clear()
+    call(copy.deepcopy(plain).prepare_for_inference(nnpack=False), name, io)
+    assert nnpack_calls == []
+
+
+@requires_nnpack
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_nnpack_convolution_matches_a_float64_convolution(with_bias: bool) -> None:
+    """Several images (run one at a time), odd sizes, in != out channels."""
+    generator = torch.Generator().manual_seed(0)
+    weight = torch.randn(7, 5, 3, 3, generator=generator)
+    bias = torch.randn(7, generator=generator) if with_bias else None
+    hidden_states = torch.randn(3, 5, 9, 12, generator=generator)
+    expected = torch.nn.functional.conv2d(
+        hidden_states.double(), weight.double(), None if bias is None else bias.double(), padding=1
+    )
+    output = inference.nnpack_conv3x3(hidden_states, weight, bias)
+    assert output.shape == (3, 7, 9, 12) and output.dtype == torch.float32
+    torch.testing.assert_close(output.double(), expected, rtol=1e-4, atol=1e-4 * expected.abs().max().item())
+
+
+@requires_nnpack
+@torch.no_grad()
+def test_nnpack_runs_only_on_large_convolutions(nnpack_calls) -> None:
+    """The default thresholds: >= 64 channels, >= 64 x 64 pixels, >= 64 Mi multiply-adds per tap and image."""
+    wide = inference.prepare_for_inference(torch.nn.Conv2d(64, 64, 3, padding=1).eval())
+    narrow = inference.prepare_for_inference(torch.nn.Conv2d(32, 64, 3, padding=1).eval())
+    for conv, size in ((wide, 128), (wide, 64), (narrow, 256)):
+        hidden_states = torch.randn(2, conv.in_channels, size, size)
+        torch.testing.assert_close(
+            conv(hidden_states),
+            torch.nn.functional.conv2d(hidden_states, conv.weight, conv.bias, padding=1),
+            rtol=1e-4,
+            atol=1e-4,
+        )
+    assert nnpack_calls == [(2, 64, 128, 128)]
+
+
+@torch.no_grad()
+def test_winograd_runs_a_batch_too_large_for_its_budget_in_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch whose transform exceeds `WINOGRAD_MAX_TRANSFORM_BYTES` while one image fits runs as Winograd in chunks
+    of the images that fit (same output as the direct convolution); a single image too large runs direct."""
+    monkeypatch.setattr(inference, "WINOGRAD_MIN_CHANNELS", 0)
+    monkeypatch.setattr(inference, "NNPACK_MIN_CHANNELS", 10**9)
+    conv = inference.prepare_for_inference(torch.nn.Conv2d(6, 5, 3, padding=1).eval())
+    hidden_states = torch.randn(5, 6, 10, 14, generator=torch.Generator().manual_seed(0))
+    one_image = inference._winograd_transform_bytes(hidden_states[:1])
+    monkeypatch.setattr(inference, "WINOGRAD_MAX_TRANSFORM_BYTES", 2 * one_image)
+    assert conv._winograd_images_per_call(hidden_states) == 2
+    expected = torch.nn.functional.conv2d(hidden_states.double(), conv.weight.double(), conv.bias.double(), padding=1)
+    output = conv(hidden_states)
+    assert conv._inference_cache[2] is not None
+    torch.testing.assert_close(output.double(), expected, rtol=1e-5, atol=1e-5)
+    monkeypatch.setattr(inference, "WINOGRAD_MAX_TRANSFORM_BYTES", one_image - 1)
+    assert conv._winograd_images_per_call(hidden_states) == 0
+    torch.testing.assert_close(conv(hidden_states).double(), expected, rtol=1e-5, atol=1e-5)

@@ -7,9 +7,13 @@ oneDNN's direct convolution is bound by reading the weights. `prepare_for_infere
 zero-padded convolution of a model
 
 * cache its effective weight (the spectral-norm division `original / sigma` of the SPADE convolutions is then done
-  once instead of on every call), and
+  once instead of on every call),
+* run through NNPACK's Winograd F(6x6, 3x3) convolution where that pays: large layers (`NNPACK_MIN_*`: at least 64
+  channels on maps of at least 64 x 64), one image at a time; its error against a float64 convolution is ~10x that
+  of oneDNN's direct float32 convolution, well within the released fixtures' tolerance, and
 * run as a Winograd F(2x2, 3x3) convolution (Lavin & Gray, 2016) where that pays: wide layers
-  (`WINOGRAD_MIN_CHANNELS`) on inputs whose transform stays cache-sized (`WINOGRAD_MAX_TRANSFORM_BYTES`). The 3x3
+  (`WINOGRAD_MIN_CHANNELS`) on inputs whose transform stays cache-sized (`WINOGRAD_MAX_TRANSFORM_BYTES`; a batch
+  that exceeds it runs in chunks of images that do not). The 3x3
   kernels are transformed once (in float64, on the first such call) into 4x4 ones and the convolution becomes 16
   matrix products with 16/36 of the multiplications. The result is the same convolution up to float rounding
   (measured: ~10x *smaller* error against a float64 convolution than oneDNN's direct float32 convolution).
@@ -25,10 +29,22 @@ from torch import nn
 #: A 3x3 convolution runs as Winograd F(2x2, 3x3) when the harmonic mean of its input and output channels is at least
 #: this (narrower layers are bound by the transforms, which eager PyTorch does not fuse, and stay direct).
 WINOGRAD_MIN_CHANNELS = 256
-#: ... and when the transformed input of the call (16 values per 2x2 output tile and input channel) takes at most this
+#: ... and when the transformed input of one image (16 values per 2x2 output tile and input channel) takes at most this
 #: many bytes: larger ones no longer stay in the CPU caches, and the transforms, bound by memory, then cost more than
-#: the saved multiplications (measured: 0.94-0.98x of the plain networks at 512 px, released config).
+#: the saved multiplications (measured: 0.94-0.98x of the plain networks at 512 px, released config). Batches run in
+#: chunks of as many images as fit.
 WINOGRAD_MAX_TRANSFORM_BYTES = 32 * 2**20
+
+#: Large 3x3 convolutions run through NNPACK (its Winograd F(6x6, 3x3) with fused transforms, part of PyTorch's CPU
+#: builds; one image at a time, where it is fastest) when their input and output have at least this many channels,
+#: ...
+NNPACK_MIN_CHANNELS = 64
+#: ... their maps at least this many pixels ...
+NNPACK_MIN_PIXELS = 64 * 64
+#: ... and one image's convolution at least this many multiply-adds per kernel tap (in x out channels x pixels).
+#: Below these, oneDNN's direct convolution or the F(2x2, 3x3) path above is faster (measured per layer shape, 2 threads:
+#: NNPACK 1.1-2.6x direct above them, 0.3-0.9x below).
+NNPACK_MIN_WORK = 64 * 2**20
 
 # F(2x2, 3x3) kernel transform G (4x3); the input (B^T) and output (A^T) transforms are written out below.
 _WINOGRAD_G = ((1.0, 0.0, 0.0), (0.5, 0.5, 0.5), (0.5, -0.5, 0.5), (0.0, 0.0, 1.0))
@@ -86,6 +102,29 @@ def winograd_conv3x3(
     return output.permute(0, 3, 1, 2)
 
 
+_NNPACK_AVAILABLE: bool | None = None
+
+
+def nnpack_available() -> bool:
+    """Whether this PyTorch build can run NNPACK convolutions (the first call initialises NNPACK)."""
+    global _NNPACK_AVAILABLE
+    if _NNPACK_AVAILABLE is None:
+        _NNPACK_AVAILABLE = bool(torch._nnpack_available())
+    return _NNPACK_AVAILABLE
+
+
+def nnpack_conv3x3(hidden_states: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """
+    `F.conv2d(hidden_states, weight, bias, padding=1)` with NNPACK, one image at a time (its single-image path is
+    1.5-3x faster than its batched one on this kind of CPU). Float32 CPU tensors; needs [`nnpack_available`].
+    """
+    images = [
+        torch._nnpack_spatial_convolution(image[None].contiguous(), weight, bias, [1, 1], [1, 1])
+        for image in hidden_states
+    ]
+    return images[0] if len(images) == 1 else torch.cat(images)
+
+
 def _winograd_transform_bytes(hidden_states: torch.Tensor) -> int:
     """Size of the Winograd-transformed input of `hidden_states` `(B, C, H, W)`: 16 values per tile and channel."""
     batch_size, channels, height, width = hidden_states.shape
@@ -122,32 +161,52 @@ class _InferenceConv2dMixin:
             self.__dict__["_inference_cache"] = cache
         return cache
 
-    def _runs_as_winograd(self, hidden_states: torch.Tensor) -> bool:
+    def _winograd_images_per_call(self, hidden_states: torch.Tensor) -> int:
+        """How many images of `hidden_states` one Winograd call takes (the transform budget); 0: run direct."""
         in_channels, out_channels = self.in_channels, self.out_channels
-        return (
+        if not (
             self.__dict__.get("_winograd", True)
             and 2 * in_channels * out_channels >= WINOGRAD_MIN_CHANNELS * (in_channels + out_channels)
-            and _winograd_transform_bytes(hidden_states) <= WINOGRAD_MAX_TRANSFORM_BYTES
+        ):
+            return 0
+        return WINOGRAD_MAX_TRANSFORM_BYTES // _winograd_transform_bytes(hidden_states[:1])
+
+    def _runs_with_nnpack(self, hidden_states: torch.Tensor) -> bool:
+        pixels = hidden_states.shape[-2] * hidden_states.shape[-1]
+        return (
+            self.__dict__.get("_nnpack", False)
+            and hidden_states.dtype == torch.float32
+            and hidden_states.device.type == "cpu"
+            and min(self.in_channels, self.out_channels) >= NNPACK_MIN_CHANNELS
+            and pixels >= NNPACK_MIN_PIXELS
+            and self.in_channels * self.out_channels * pixels >= NNPACK_MIN_WORK
+            and nnpack_available()
         )
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         if self.training or (torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters())):
             return super().forward(hidden_states)
         cache = self._inference_cache_entry()
-        if self._runs_as_winograd(hidden_states):
+        if self._runs_with_nnpack(hidden_states):
+            return nnpack_conv3x3(hidden_states, cache[1], self.bias)
+        images_per_call = self._winograd_images_per_call(hidden_states)
+        if images_per_call > 0:
             if cache[2] is None:
                 cache[2] = winograd_weight(cache[1])
-            return winograd_conv3x3(hidden_states, cache[2], self.bias)
+            if images_per_call >= hidden_states.shape[0]:
+                return winograd_conv3x3(hidden_states, cache[2], self.bias)
+            parts = hidden_states.split(images_per_call)
+            return torch.cat([winograd_conv3x3(part, cache[2], self.bias) for part in parts])
         return F.conv2d(hidden_states, cache[1], self.bias, self.stride, self.padding, self.dilation, self.groups)
 
 
 _PREPARED_CLASSES: dict[type, type] = {}
 
 
-def prepare_for_inference(model: nn.Module, winograd: bool = True) -> nn.Module:
+def prepare_for_inference(model: nn.Module, winograd: bool = True, nnpack: bool = True) -> nn.Module:
     """
     Makes every 3x3 stride-1 zero-padded `nn.Conv2d` of `model` an inference convolution (in place); returns it. With
-    `winograd=False` the convolutions only cache their weights.
+    `winograd=False` and `nnpack=False` the convolutions only cache their weights.
     """
     for module in model.modules():
         if isinstance(module, nn.Conv2d) and _is_winograd_shape(module):
@@ -157,6 +216,7 @@ def prepare_for_inference(model: nn.Module, winograd: bool = True) -> nn.Module:
                     _PREPARED_CLASSES[cls] = type(f"Inference{cls.__name__}", (_InferenceConv2dMixin, cls), {})
                 module.__class__ = _PREPARED_CLASSES[cls]
             module.__dict__["_winograd"] = winograd
+            module.__dict__["_nnpack"] = nnpack
             module.__dict__.pop("_inference_cache", None)
     return model
 
@@ -167,15 +227,18 @@ class InferenceMixin:
     #: Whether `prepare_for_inference()` runs the wide convolutions as Winograd convolutions by default.
     _winograd_by_default = True
 
-    def prepare_for_inference(self, winograd: bool | None = None) -> "InferenceMixin":
+    def prepare_for_inference(self, winograd: bool | None = None, nnpack: bool = True) -> "InferenceMixin":
         r"""
         Makes this model faster for inference on the CPU, in place, and returns it (in eval mode).
 
-        Every 3x3 convolution caches its effective weight (so spectral normalisation is computed once) and, with
-        `winograd` (default: the class's `_winograd_by_default`), the wide ones run as Winograd F(2x2, 3x3)
-        convolutions: the same function up to float rounding (within the released fixtures' tolerance), at the cost
-        of keeping their transformed kernels (16/9 of those weights) in memory. The state dict, the config and
-        training are unchanged: in training mode, or when gradients are needed, the convolutions are the plain ones.
+        Every 3x3 convolution caches its effective weight (so spectral normalisation is computed once). With `nnpack`
+        the large ones (`NNPACK_MIN_*`) run through NNPACK's Winograd F(6x6, 3x3), when this PyTorch build has it;
+        with `winograd` (default: the class's `_winograd_by_default`), the wide ones on small maps run as Winograd
+        F(2x2, 3x3) convolutions, at the cost of keeping their transformed kernels (16/9 of those weights) in memory.
+        Both compute the same convolution up to float rounding, within the released fixtures' tolerance (F(2x2, 3x3):
+        ~10x below oneDNN's rounding error; NNPACK: ~10x above it, using 18-28 % of the tolerance when forced on
+        every layer). The state dict, the config and training are unchanged: in training mode, or when gradients are
+        needed, the convolutions are the plain ones.
         """
-        prepare_for_inference(self, self._winograd_by_default if winograd is None else winograd)
+        prepare_for_inference(self, self._winograd_by_default if winograd is None else winograd, nnpack)
         return self.eval()

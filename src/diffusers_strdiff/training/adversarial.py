@@ -61,11 +61,14 @@ class CriticTask:
         build_model: builds the fresh critic from the arguments; called as `critic(sample, timesteps, condition)`
             and returning `(B, 1)` logits (real > 0).
         learning_rate: its Adam learning rate (betas 0.5, 0.99, as the StrDiffusion discriminator).
+        warmup_steps: the critic alone is trained for this many first steps of the run (the network's loss has no
+            adversarial term yet: a critic at chance only adds noise to the network's gradients).
     """
 
     component_name: str
     build_model: Callable[[argparse.Namespace], ModelMixin]
     learning_rate: float
+    warmup_steps: int = 0
 
 
 def critic_loss(critic: torch.nn.Module, inputs: CriticInputs) -> torch.Tensor:
@@ -108,7 +111,14 @@ def add_adversarial_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--critic_base_channels", type=int, default=16, help="ngf of the critic (a StrDiffusionDiscriminator)."
     )
-    group.add_argument("--critic_learning_rate", type=float, default=1e-4, help="Adam learning rate of the critic.")
+    group.add_argument("--critic_learning_rate", type=float, default=4e-4, help="Adam learning rate of the critic.")
+    group.add_argument(
+        "--critic_warmup_steps",
+        type=int,
+        default=100,
+        help="Steps (of the run's global step count) during which only the critic learns from the network's "
+        "estimates; the network's loss gains the adversarial term after them.",
+    )
 
 
 def check_adversarial_arguments(args: argparse.Namespace) -> None:
@@ -117,10 +127,10 @@ def check_adversarial_arguments(args: argparse.Namespace) -> None:
         raise ArgumentValueError(f"`--adversarial_weight` must be >= 0, got {args.adversarial_weight}.")
     if args.adversarial_weight == 0:
         return
-    if args.critic_base_channels < 1 or args.critic_learning_rate <= 0:
+    if args.critic_base_channels < 1 or args.critic_learning_rate <= 0 or args.critic_warmup_steps < 0:
         raise ArgumentValueError(
-            "`--critic_base_channels` must be >= 1 and `--critic_learning_rate` > 0, got "
-            f"{args.critic_base_channels} and {args.critic_learning_rate}."
+            "`--critic_base_channels` must be >= 1, `--critic_learning_rate` > 0 and `--critic_warmup_steps` >= 0, "
+            f"got {args.critic_base_channels}, {args.critic_learning_rate} and {args.critic_warmup_steps}."
         )
     check_discriminator_batch_size(args.train_batch_size, "critic")
 

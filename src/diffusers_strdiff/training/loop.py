@@ -71,7 +71,8 @@ class TrainingTask:
         build_model: builds the (fresh) network from the arguments.
         compute_loss: `(model, batch, scheduler, generator) -> loss` of one batch; every random draw must use
             `generator` (seeded per batch), so that a resumed run is identical to an uninterrupted one. With a
-            `critic`, it is called with `critic=` the critic network too and returns a [`GeneratorLoss`].
+            `critic`, it is called with `critic=` the critic network and `adversarial=` whether the loss includes
+            the adversarial term (`False` during the critic's warm-up), and returns a [`GeneratorLoss`].
         validate: `(model, batch, scheduler, generator) -> ValidationResult` on the fixed validation batch, or
             `None` for no validation.
         description: one paragraph for the model card.
@@ -395,7 +396,12 @@ def train_epoch(run: TrainingRun, epoch: int, first_batch: int) -> None:
                 loss = run.task.compute_loss(model, batch, run.noise_scheduler, run.noise_generator)
             else:
                 generator_loss = run.task.compute_loss(
-                    model, batch, run.noise_scheduler, run.noise_generator, critic=run.critic
+                    model,
+                    batch,
+                    run.noise_scheduler,
+                    run.noise_generator,
+                    critic=run.critic,
+                    adversarial=run.global_step >= run.task.critic.warmup_steps,
                 )
                 loss = generator_loss.loss
             gathered = accelerator.gather(loss.detach().repeat(args.train_batch_size)).mean()

@@ -30,9 +30,7 @@ from diffusers_strdiff.training import (
     TrainingResult,
     TrainingTask,
     ValidationResult,
-    accepts_batch_size,
     add_init_weights_argument,
-    check_discriminator_batch_size,
     check_init_weights,
     noisy_state,
     oracle_structure,
@@ -56,6 +54,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(output_dir="strdiffusion-discriminator", adam_beta1=0.5)
 
 
+def is_valid_batch_size(batch_size: int) -> bool:
+    """Whether the minibatch-stddev layer accepts a batch: it groups min(B, 4) samples, so B % min(B, 4) == 0."""
+    return batch_size % min(batch_size, 4) == 0
+
+
 def check_arguments(args: argparse.Namespace) -> None:
     check_init_weights(args)
     if args.base_channels < 1 or args.time_embedding_dim < 4:
@@ -63,7 +66,12 @@ def check_arguments(args: argparse.Namespace) -> None:
             "`--base_channels` must be >= 1 and `--time_embedding_dim` >= 4, got "
             f"{args.base_channels} and {args.time_embedding_dim}."
         )
-    check_discriminator_batch_size(args.train_batch_size, "discriminator")
+    if not is_valid_batch_size(args.train_batch_size):
+        raise ArgumentValueError(
+            f"`--train_batch_size` {args.train_batch_size} is not divisible by min(batch, 4) = "
+            f"{min(args.train_batch_size, 4)}, as the discriminator's minibatch-stddev layer needs (groups of 4): "
+            "use 1, 2, 3 or a multiple of 4."
+        )
 
 
 def build_model(args: argparse.Namespace) -> StrDiffusionDiscriminator:
@@ -135,7 +143,7 @@ def validate(
     for start in range(0, batch["image"].shape[0], batch_size):
         chunk = {name: tensor[start : start + batch_size] for name, tensor in batch.items()}
         size = chunk["image"].shape[0]
-        if not accepts_batch_size(size):
+        if not is_valid_batch_size(size):
             chunk = {name: tensor[: size - size % 4] for name, tensor in chunk.items()}
         real, fake, anchor = discriminator_logits(model, chunk, scheduler, generator, mean_fill, structure_mean_kind)
         logits.append((real, fake))

@@ -10,10 +10,11 @@ it (`estimated_structure`): training sees the guidance that inference gives. Wit
 matched (L1, hole x10) to the Eq.4 optimum y*_{t-1}(y_t, y0) (released `train/texture`); with `sample` / `residual`
 its x0 estimate is matched to y0 with the same loss.
 
-`--adversarial_weight W` (> 0) adds a critic (a `StrDiffusionDiscriminator` conditioned on t and the hole mask, saved
-as `texture_critic`) that scores the x0 estimate, known region pasted, against the real image; the net's loss gains
-the critic's non-saturating GAN loss, weighted so that its gradient at the last layer is W times the
-reconstruction loss's (VQGAN's adaptive weight): fills with texture instead of the smooth L1 median.
+`--adversarial_weight W` (> 0) adds a critic (a PatchGAN `StrDiffusionPatchCritic` conditioned on the hole mask,
+saved as `texture_critic`) that scores the hole patches of the x0 estimate, known region pasted, against the real
+image, for estimates made at t >= 0.4 T; after `--critic_warmup_steps` the net's loss gains the critic's
+non-saturating GAN loss, weighted so that its gradient at the last layer is W times the reconstruction loss's
+(VQGAN's adaptive weight): fills with texture instead of the smooth L1 median.
 
 Validation inpaints the held-out images with the same oracle structure guidance, or, with
 `--structure_model_name_or_path`, with the full `StrDiffusionInpaintPipeline` (trained structure + this texture net).
@@ -29,7 +30,7 @@ from collections.abc import Sequence
 import torch
 
 from diffusers_strdiff.coarse_fill import fill_hole
-from diffusers_strdiff.models import StrDiffusionDiscriminator, StrDiffusionUNet2DModel
+from diffusers_strdiff.models import StrDiffusionPatchCritic, StrDiffusionUNet2DModel
 from diffusers_strdiff.pipelines.pipeline_strdiffusion_inpaint import StrDiffusionInpaintPipeline
 from diffusers_strdiff.schedulers import MeanRevertingSDEScheduler
 from diffusers_strdiff.structure import TEXTURE_GUIDANCES, structure_mean
@@ -46,6 +47,7 @@ from diffusers_strdiff.training import (
     add_unet_arguments,
     check_adversarial_arguments,
     check_unet_arguments,
+    critic_sample_weight,
     denoising_loss,
     estimated_structure,
     find_scheduler_folder,
@@ -67,7 +69,6 @@ from diffusers_strdiff.utils import psnr
 COMPONENT_NAME = "texture_unet"
 STRUCTURE_COMPONENT_NAME = "structure_unet"
 CRITIC_COMPONENT_NAME = "texture_critic"
-CRITIC_TIME_EMBEDDING_DIM = 64
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -116,14 +117,9 @@ def build_model(args: argparse.Namespace) -> StrDiffusionUNet2DModel:
     return model if args.init_weights is None else warm_start(model, args.init_weights, COMPONENT_NAME)
 
 
-def build_critic(args: argparse.Namespace) -> StrDiffusionDiscriminator:
-    """The critic of `--adversarial_weight`: D(image, t, hole mask) -> (B, 1) logits."""
-    return StrDiffusionDiscriminator(
-        in_channels=3,
-        structure_channels=1,
-        base_channels=args.critic_base_channels,
-        time_embedding_dim=CRITIC_TIME_EMBEDDING_DIM,
-    )
+def build_critic(args: argparse.Namespace) -> StrDiffusionPatchCritic:
+    """The critic of `--adversarial_weight`: D(image, hole mask) -> `(B, 1, H / 8, W / 8)` patch logits."""
+    return StrDiffusionPatchCritic(in_channels=3, condition_channels=1, base_channels=args.critic_base_channels)
 
 
 def texture_prediction(
@@ -147,13 +143,14 @@ def compute_loss(
     structure_mean_kind: str = "edges",
     structure_unet: StrDiffusionUNet2DModel | None = None,
     critic: torch.nn.Module | None = None,
+    adversarial: bool = True,
     adversarial_weight: float = 0.0,
 ) -> torch.Tensor | GeneratorLoss:
     """
     [`denoising_loss`] of the texture net (released MatchingLoss for the noise prediction). The guidance is the
     oracle structure (released), or the x_0 estimate of `structure_unet` when one is given (estimate guidance).
-    With a `critic`, the [`GeneratorLoss`] of that loss plus the adaptively weighted adversarial loss of the x_0
-    estimate (known region pasted; the critic is conditioned on t and the hole mask).
+    With a `critic`, the [`GeneratorLoss`] of that loss plus (if `adversarial`) the adaptively weighted adversarial
+    loss of the x_0 estimate (known region pasted; the critic scores its hole patches, for t >= 0.4 T).
     """
     image, known_mask = batch["image"], batch["known_mask"]
     mu = fill_hole(image, known_mask, mean_fill)
@@ -175,14 +172,19 @@ def compute_loss(
     estimate = scheduler.predict_original_sample(output, timesteps, noisy, mu)
     filled = image * known_mask + estimate * (1 - known_mask)
     hole_mask = 1 - known_mask
-    adversarial = generator_adversarial_loss(critic, filled, timesteps, hole_mask)
-    weight = adversarial_weight * adaptive_weight(loss, adversarial, getattr(model, "module", model).conv_out.weight)
+    sample_weight = critic_sample_weight(timesteps, scheduler.config.num_train_timesteps)
+    critic_inputs = CriticInputs(real=image, fake=filled.detach(), hole_mask=hole_mask, sample_weight=sample_weight)
+    if not adversarial:
+        return GeneratorLoss(loss=loss, critic_inputs=critic_inputs, logs={"reconstruction_loss": loss.item()})
+    adversarial_loss = generator_adversarial_loss(critic, filled, hole_mask, sample_weight)
+    last_layer = getattr(model, "module", model).conv_out.weight
+    weight = adversarial_weight * adaptive_weight(loss, adversarial_loss, last_layer)
     return GeneratorLoss(
-        loss=loss + weight * adversarial,
-        critic_inputs=CriticInputs(real=image, fake=filled.detach(), timesteps=timesteps, condition=hole_mask),
+        loss=loss + weight * adversarial_loss,
+        critic_inputs=critic_inputs,
         logs={
             "reconstruction_loss": loss.item(),
-            "adversarial_loss": adversarial.item(),
+            "adversarial_loss": adversarial_loss.item(),
             "adaptive_weight": weight.item(),
         },
     )
@@ -329,7 +331,7 @@ def main(argv: Sequence[str] | None = None) -> TrainingResult | None:
             )
         ),
         critic=(
-            CriticTask(CRITIC_COMPONENT_NAME, build_critic, args.critic_learning_rate)
+            CriticTask(CRITIC_COMPONENT_NAME, build_critic, args.critic_learning_rate, args.critic_warmup_steps)
             if args.adversarial_weight > 0
             else None
         ),

@@ -25,15 +25,15 @@ Modules: `arguments` (the command line and its errors), `data` (images, crops, m
 """
 
 from .adversarial import (
+    CRITIC_MIN_TIMESTEP_FRACTION,
     CriticInputs,
     CriticTask,
     GeneratorLoss,
-    accepts_batch_size,
     adaptive_weight,
     add_adversarial_arguments,
     check_adversarial_arguments,
-    check_discriminator_batch_size,
     critic_loss,
+    critic_sample_weight,
     generator_adversarial_loss,
 )
 from .arguments import (
@@ -106,15 +106,15 @@ from .losses import (
 )
 
 __all__ = [
+    "CRITIC_MIN_TIMESTEP_FRACTION",
     "CriticInputs",
     "CriticTask",
     "GeneratorLoss",
-    "accepts_batch_size",
     "adaptive_weight",
     "add_adversarial_arguments",
     "check_adversarial_arguments",
-    "check_discriminator_batch_size",
     "critic_loss",
+    "critic_sample_weight",
     "generator_adversarial_loss",
     "ArgumentPathError",
     "ArgumentValueError",

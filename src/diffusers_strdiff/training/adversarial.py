@@ -81,9 +81,12 @@ def critic_sample_weight(timesteps: torch.Tensor, num_train_timesteps: int) -> t
     return (timesteps >= CRITIC_MIN_TIMESTEP_FRACTION * num_train_timesteps).float()
 
 
-def _masked_mean(values: torch.Tensor, hole_mask: torch.Tensor, sample_weight: torch.Tensor) -> torch.Tensor:
-    """Mean of `(B, 1, h, w)` patch values weighted by each patch's hole fraction and by its sample's weight."""
-    weights = F.adaptive_avg_pool2d(hole_mask, values.shape[-2:]) * sample_weight[:, None, None, None]
+def _patch_weights(hole_mask: torch.Tensor, sample_weight: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """`(B, 1, h, w)` weights of `logits`' patches: each patch's hole fraction times its sample's weight."""
+    return F.adaptive_avg_pool2d(hole_mask, logits.shape[-2:]) * sample_weight[:, None, None, None]
+
+
+def _weighted_mean(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     return (values * weights).sum() / weights.sum().clamp(min=1e-6)
 
 
@@ -91,16 +94,16 @@ def critic_loss(critic: torch.nn.Module, inputs: CriticInputs) -> torch.Tensor:
     """Hole-masked non-saturating GAN loss of the critic: `softplus(-D(real)) + softplus(D(fake))` over hole patches."""
     real = critic(inputs.real, inputs.hole_mask)
     fake = critic(inputs.fake, inputs.hole_mask)
-    return _masked_mean(F.softplus(-real), inputs.hole_mask, inputs.sample_weight) + _masked_mean(
-        F.softplus(fake), inputs.hole_mask, inputs.sample_weight
-    )
+    weights = _patch_weights(inputs.hole_mask, inputs.sample_weight, real)
+    return _weighted_mean(F.softplus(-real), weights) + _weighted_mean(F.softplus(fake), weights)
 
 
 def generator_adversarial_loss(
     critic: torch.nn.Module, fake: torch.Tensor, hole_mask: torch.Tensor, sample_weight: torch.Tensor
 ) -> torch.Tensor:
     """Hole-masked non-saturating GAN loss of the network: `softplus(-D(fake))`, differentiable through `fake`."""
-    return _masked_mean(F.softplus(-critic(fake, hole_mask)), hole_mask, sample_weight)
+    logits = critic(fake, hole_mask)
+    return _weighted_mean(F.softplus(-logits), _patch_weights(hole_mask, sample_weight, logits))
 
 
 def adaptive_weight(

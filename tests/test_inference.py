@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from diffusers_strdiff import convert_official_checkpoint, inference_threads, load_pipeline
-from diffusers_strdiff.models import inference
+from diffusers_strdiff.models import attention, inference
+from diffusers_strdiff.models.attention import _LinearAttentionBlock
 from diffusers_strdiff.models.inference import _InferenceConv2dMixin
 
 from .conftest import load_fixture
@@ -270,3 +271,66 @@ def test_winograd_runs_a_batch_too_large_for_its_budget_in_chunks(monkeypatch: p
     monkeypatch.setattr(inference, "WINOGRAD_MAX_TRANSFORM_BYTES", one_image - 1)
     assert conv._winograd_images_per_call(hidden_states) == 0
     torch.testing.assert_close(conv(hidden_states).double(), expected, rtol=1e-5, atol=1e-5)
+
+
+# ------------------------------------------------------------------------------------------ chunked linear attention
+
+
+def test_chunked_attention_equals_the_plain_block(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Float64, two images, 9 x 13 pixels in chunks of 10 (the last one partial); the keys grow along the image, so
+    the running maximum of the online softmax is replaced in later chunks."""
+    monkeypatch.setattr(attention, "ATTENTION_CHUNK_POSITIONS", 10)
+    generator = torch.Generator().manual_seed(0)
+    block = _LinearAttentionBlock(5, heads=2, head_dim=3).double().eval()
+    for parameter in block.parameters():
+        parameter.data = torch.randn(parameter.shape, generator=generator, dtype=torch.float64)
+    ramp = torch.linspace(0, 30, 9 * 13, dtype=torch.float64).reshape(1, 1, 9, 13)
+    hidden_states = torch.randn(2, 5, 9, 13, generator=generator, dtype=torch.float64) * (1 + ramp)
+    with torch.no_grad():
+        expected = block(hidden_states)
+        block.chunked_inference = True
+        chunked = block(hidden_states)
+    torch.testing.assert_close(chunked, expected, rtol=1e-12, atol=1e-12)
+    assert chunked.abs().max() > 1  # the comparison is not between two near-zero tensors
+
+
+@pytest.fixture
+def chunked_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, ...]]:
+    calls = []
+    original = _LinearAttentionBlock.forward_chunked
+
+    def recorded(self, hidden_states):
+        calls.append(tuple(hidden_states.shape))
+        return original(self, hidden_states)
+
+    monkeypatch.setattr(_LinearAttentionBlock, "forward_chunked", recorded)
+    return calls
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("name", ["texture_unet", "structure_unet"])  # the discriminator has no attention
+def test_chunked_attention_keeps_released_outputs(name, chunked_calls, monkeypatch) -> None:
+    """Chunks of 97 pixels (the fixtures' maps hold 1,536 at the first level) stay within the fixtures' tolerance;
+    `chunked_attention=False` never takes the chunked path."""
+    monkeypatch.setattr(attention, "ATTENTION_CHUNK_POSITIONS", 97)
+    plain = convert_official_checkpoint(load_fixture(f"{name}_state_dict"))
+    io = load_fixture(f"{name}_io")
+    output = call(copy.deepcopy(plain).prepare_for_inference(), name, io)
+    assert len(chunked_calls) == sum(isinstance(m, _LinearAttentionBlock) for m in plain.modules()) > 0
+    assert max(height * width for _, _, height, width in chunked_calls) > 97
+    assert_matches_reference(output, io["output"])
+    assert_matches_reference(output, call(plain, name, io))
+    chunked_calls.clear()
+    call(copy.deepcopy(plain).prepare_for_inference(chunked_attention=False), name, io)
+    assert chunked_calls == []
+
+
+def test_chunked_attention_is_not_used_for_training(chunked_calls) -> None:
+    model = convert_official_checkpoint(load_fixture("structure_unet_state_dict")).prepare_for_inference()
+    io = load_fixture("structure_unet_io")
+    model.train()
+    call(model, "structure_unet", io).square().mean().backward()
+    model.eval()
+    call(model, "structure_unet", io)  # eval mode, but gradients needed
+    assert chunked_calls == []
+    assert model.down_blocks[0].attention.to_qkv.weight.grad is not None

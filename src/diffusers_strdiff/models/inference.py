@@ -18,6 +18,9 @@ zero-padded convolution of a model
   matrix products with 16/36 of the multiplications. The result is the same convolution up to float rounding
   (measured: ~10x *smaller* error against a float64 convolution than oneDNN's direct float32 convolution).
 
+It also switches the linear attention blocks to their chunked CPU path (`_LinearAttentionBlock.forward_chunked`),
+which computes the same attention a few thousand pixels at a time instead of on whole-image projections.
+
 The caches are keyed on the parameters' storage and version counters, so `load_state_dict`, in-place updates and
 `.to(...)` invalidate them. Training mode and calls that need gradients use the plain convolution.
 """
@@ -25,6 +28,8 @@ The caches are keyed on the parameters' storage and version counters, so `load_s
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .attention import _LinearAttentionBlock
 
 #: A 3x3 convolution runs as Winograd F(2x2, 3x3) when the harmonic mean of its input and output channels is at least
 #: this (narrower layers are bound by the transforms, which eager PyTorch does not fuse, and stay direct).
@@ -203,12 +208,17 @@ class _InferenceConv2dMixin:
 _PREPARED_CLASSES: dict[type, type] = {}
 
 
-def prepare_for_inference(model: nn.Module, winograd: bool = True, nnpack: bool = True) -> nn.Module:
+def prepare_for_inference(
+    model: nn.Module, winograd: bool = True, nnpack: bool = True, chunked_attention: bool = True
+) -> nn.Module:
     """
     Makes every 3x3 stride-1 zero-padded `nn.Conv2d` of `model` an inference convolution (in place); returns it. With
-    `winograd=False` and `nnpack=False` the convolutions only cache their weights.
+    `winograd=False` and `nnpack=False` the convolutions only cache their weights. `chunked_attention` switches the
+    chunked inference path of the linear attention blocks on or off.
     """
     for module in model.modules():
+        if isinstance(module, _LinearAttentionBlock):
+            module.chunked_inference = chunked_attention
         if isinstance(module, nn.Conv2d) and _is_winograd_shape(module):
             if not isinstance(module, _InferenceConv2dMixin):
                 cls = type(module)
@@ -227,7 +237,9 @@ class InferenceMixin:
     #: Whether `prepare_for_inference()` runs the wide convolutions as Winograd convolutions by default.
     _winograd_by_default = True
 
-    def prepare_for_inference(self, winograd: bool | None = None, nnpack: bool = True) -> "InferenceMixin":
+    def prepare_for_inference(
+        self, winograd: bool | None = None, nnpack: bool = True, chunked_attention: bool = True
+    ) -> "InferenceMixin":
         r"""
         Makes this model faster for inference on the CPU, in place, and returns it (in eval mode).
 
@@ -237,8 +249,11 @@ class InferenceMixin:
         F(2x2, 3x3) convolutions, at the cost of keeping their transformed kernels (16/9 of those weights) in memory.
         Both compute the same convolution up to float rounding, within the released fixtures' tolerance (F(2x2, 3x3):
         ~10x below oneDNN's rounding error; NNPACK: ~10x above it, using 18-28 % of the tolerance when forced on
-        every layer). The state dict, the config and training are unchanged: in training mode, or when gradients are
-        needed, the convolutions are the plain ones.
+        every layer). With `chunked_attention` the linear attention blocks compute their no-grad CPU calls a few
+        thousand pixels at a time (1.3-4.4x faster per block, and ~0.8 GB less peak memory at 512 px). The state dict,
+        the config and training are unchanged: in training mode, or when gradients are needed, the convolutions and
+        attention blocks are the plain ones.
         """
-        prepare_for_inference(self, self._winograd_by_default if winograd is None else winograd, nnpack)
+        winograd = self._winograd_by_default if winograd is None else winograd
+        prepare_for_inference(self, winograd, nnpack, chunked_attention)
         return self.eval()

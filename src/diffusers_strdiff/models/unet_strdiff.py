@@ -11,6 +11,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from diffusers.models.unets.unet_2d import UNet2DOutput
 from torch import nn
 
+from .attention import _LinearAttentionBlock
 from .inference import InferenceMixin
 from .spade import SPADEResidualBlock
 
@@ -83,24 +84,6 @@ def check_same_size(name: str, tensor: torch.Tensor, reference_name: str, refere
         )
 
 
-class _ChannelLayerNorm(nn.Module):
-    r"""
-    Layer normalization over the channels of every pixel, with a learnable gain and no bias.
-
-    `(x - mean_c) / sqrt(var_c + eps) * weight` with the population variance; eps is 1e-5 in float32, 1e-3 otherwise.
-    """
-
-    def __init__(self, num_channels: int):
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(1, num_channels, 1, 1))
-
-    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        eps = 1e-5 if hidden_states.dtype == torch.float32 else 1e-3
-        mean = hidden_states.mean(dim=1, keepdim=True)
-        variance = hidden_states.var(dim=1, keepdim=True, correction=0)
-        return (hidden_states - mean) * torch.rsqrt(variance + eps) * self.weight
-
-
 class _ResnetBlock(nn.Module):
     r"""
     Residual block without normalization, modulated by the time embedding (scale/shift after the first conv).
@@ -125,37 +108,6 @@ class _ResnetBlock(nn.Module):
         residual = F.silu(self.conv2(residual))
         shortcut = hidden_states if self.conv_shortcut is None else self.conv_shortcut(hidden_states)
         return residual + shortcut
-
-
-class _LinearAttentionBlock(nn.Module):
-    r"""
-    Pre-normalized residual linear attention (Shen et al., 2021): `x + norm_out(to_out(attention(norm(x))))`.
-
-    Queries are soft-maxed over the feature channels of each head, keys over the positions; the values are divided by
-    the number of positions and the queries scaled by `head_dim ** -0.5`.
-    """
-
-    def __init__(self, num_channels: int, heads: int, head_dim: int):
-        super().__init__()
-        self.heads = heads
-        self.scale = head_dim**-0.5
-        hidden_channels = heads * head_dim
-        self.norm = _ChannelLayerNorm(num_channels)
-        self.to_qkv = nn.Conv2d(num_channels, 3 * hidden_channels, kernel_size=1, bias=False)
-        self.to_out = nn.Conv2d(hidden_channels, num_channels, kernel_size=1)
-        self.norm_out = _ChannelLayerNorm(num_channels)
-
-    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        batch_size, _, height, width = hidden_states.shape
-        num_positions = height * width
-        qkv = self.to_qkv(self.norm(hidden_states)).reshape(batch_size, 3, self.heads, -1, num_positions)
-        query, key, value = qkv.unbind(dim=1)
-        # the query scale and the 1 / num_positions of the values are applied to the small (d x e) context matrix
-        context = torch.matmul(key.softmax(dim=-1), value.transpose(-1, -2)) * (self.scale / num_positions)
-        attended = torch.matmul(context.transpose(-1, -2), query.softmax(dim=-2)).reshape(
-            batch_size, -1, height, width
-        )
-        return hidden_states + self.norm_out(self.to_out(attended))
 
 
 class _DownBlock(nn.Module):

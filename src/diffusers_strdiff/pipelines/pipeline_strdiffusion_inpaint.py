@@ -5,6 +5,7 @@ import json
 import os
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -321,16 +322,20 @@ class StrDiffusionInpaintPipeline(DiffusionPipeline, StrDiffusionSamplerMixin):
         known_image, known_mask = known_image.to(dtype), known_mask.to(dtype)
         known_gray = (gray * known_mask).to(dtype)
         config = self.config
-        return SamplerConditions(
-            image=image,
-            known_mask=known_mask,
-            gray=gray,
-            known_gray=known_gray,
-            structure_mu=structure_mean(
+        # The two classical fills are independent and release the GIL (biharmonic: 1.5-2.5 s each at 512 px).
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            texture_mu = pool.submit(fill_hole, known_image, known_mask, config.mean_fill)
+            structure_mu = structure_mean(
                 known_gray, edges.to(dtype), known_mask, config.structure_mean, config.mean_fill
-            ),
-            texture_mu=fill_hole(known_image, known_mask, config.mean_fill),
-        )
+            )
+            return SamplerConditions(
+                image=image,
+                known_mask=known_mask,
+                gray=gray,
+                known_gray=known_gray,
+                structure_mu=structure_mu,
+                texture_mu=texture_mu.result(),
+            )
 
     def prepare_latents(
         self,

@@ -273,6 +273,27 @@ def test_winograd_runs_a_batch_too_large_for_its_budget_in_chunks(monkeypatch: p
     torch.testing.assert_close(conv(hidden_states).double(), expected, rtol=1e-5, atol=1e-5)
 
 
+@torch.no_grad()
+def test_winograd_kernel_layout_follows_the_rows_of_the_product(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Small products (<= `WINOGRAD_OUTPUT_MAJOR_MAX_ROWS` tiles) read output-channel-major kernels, large ones the
+    input-major ones; only the last layout is kept, and both give the direct convolution."""
+    monkeypatch.setattr(inference, "WINOGRAD_MIN_CHANNELS", 0)
+    monkeypatch.setattr(inference, "NNPACK_MIN_CHANNELS", 10**9)
+    monkeypatch.setattr(inference, "WINOGRAD_OUTPUT_MAJOR_MAX_ROWS", 30)
+    conv = inference.prepare_for_inference(torch.nn.Conv2d(6, 5, 3, padding=1).eval())
+    generator = torch.Generator().manual_seed(0)
+    small = torch.randn(1, 6, 9, 11, generator=generator)  # 5 x 6 = 30 tiles
+    large = torch.randn(2, 6, 9, 11, generator=generator)  # 60 tiles
+    for hidden_states, output_major in ((small, True), (large, False), (small, True)):
+        expected = torch.nn.functional.conv2d(
+            hidden_states.double(), conv.weight.double(), conv.bias.double(), padding=1
+        )
+        torch.testing.assert_close(conv(hidden_states).double(), expected, rtol=1e-5, atol=1e-5)
+        kernels = conv._inference_cache[2]
+        assert kernels.shape == (16, 6, 5)
+        assert kernels.stride(1) == (1 if output_major else 5)
+
+
 # ------------------------------------------------------------------------------------------ chunked linear attention
 
 

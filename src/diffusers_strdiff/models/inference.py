@@ -266,7 +266,7 @@ class InferenceMixin:
         Both compute the same convolution up to float rounding, within the released fixtures' tolerance (F(2x2, 3x3):
         ~10x below oneDNN's rounding error; NNPACK: ~10x above it, using 18-28 % of the tolerance when forced on
         every layer). With `chunked_attention` the linear attention blocks compute their no-grad CPU calls a few
-        thousand pixels at a time (1.3-4.4x faster per block, and ~0.8 GB less peak memory at 512 px). The state dict,
+        thousand pixels at a time (1.2-4.4x faster per block, and ~0.8 GB less peak memory at 512 px). The state dict,
         the config and training are unchanged: in training mode, or when gradients are needed, the convolutions and
         attention blocks are the plain ones.
         """

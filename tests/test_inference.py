@@ -136,14 +136,16 @@ def test_winograd_weight_is_transformed_in_blocks_of_output_channels():
 
 @torch.no_grad()
 def test_winograd_is_skipped_where_it_does_not_pay(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The discriminator only caches its weights by default, and calls whose transformed input exceeds
+    """`winograd=False` only caches the weights, and calls whose transformed input exceeds
     `WINOGRAD_MAX_TRANSFORM_BYTES` run direct (their Winograd kernels are never computed); outputs are unchanged."""
     monkeypatch.setattr(inference, "WINOGRAD_MIN_CHANNELS", 0)
-    discriminator = convert_official_checkpoint(load_fixture("discriminator_state_dict")).prepare_for_inference()
+    state_dict = load_fixture("discriminator_state_dict")
     io = load_fixture("discriminator_io")
-    assert_matches_reference(call(discriminator, "discriminator", io), io["output"])
-    caches = [m._inference_cache for m in discriminator.modules() if isinstance(m, _InferenceConv2dMixin)]
-    assert caches and all(cache[2] is None for cache in caches)
+    for winograd in (False, None):  # None: the class default, which uses Winograd
+        discriminator = convert_official_checkpoint(state_dict).prepare_for_inference(winograd=winograd)
+        assert_matches_reference(call(discriminator, "discriminator", io), io["output"])
+        caches = [m._inference_cache for m in discriminator.modules() if isinstance(m, _InferenceConv2dMixin)]
+        assert caches and all((cache[2] is None) == (winograd is False) for cache in caches)
 
     plain = convert_official_checkpoint(load_fixture("texture_unet_state_dict"))
     prepared = copy.deepcopy(plain).prepare_for_inference()

@@ -81,10 +81,6 @@ class StrDiffusionDiscriminator(ModelMixin, ConfigMixin, InferenceMixin):
         negative_slope (`float`, *optional*, defaults to 0.2): Slope of every LeakyReLU.
     """
 
-    # Winograd F(2x2, 3x3) made this network 4-14 % slower per call on the CPU (benchmarks/bench_network.py, released
-    # config, 128-512 px, batch 1 and 4), so `prepare_for_inference()` does not use it here (NNPACK it does).
-    _winograd_by_default = False
-
     @register_to_config
     def __init__(
         self,

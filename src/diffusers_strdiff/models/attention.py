@@ -116,18 +116,15 @@ class _LinearAttentionBlock(nn.Module):
             normalized = torch.empty_like(image)
             context = image.new_zeros(self.heads, head_dim, head_dim)  # sum_n exp(k_n - max) v_n^T, per head
             key_sum = image.new_zeros(self.heads, head_dim, 1)  # sum_n exp(k_n - max)
-            key_max = None
+            key_max = image.new_full((self.heads, head_dim, 1), float("-inf"))  # running max_n k_n
             for chunk in chunks:
                 normalized[:, chunk] = _normalize_columns(image[:, chunk], norm_weight)
                 key, value = torch.matmul(key_value_weight, normalized[:, chunk]).view(2, self.heads, head_dim, -1)
-                chunk_max = key.amax(dim=-1, keepdim=True)
-                if key_max is not None:
-                    new_max = torch.maximum(key_max, chunk_max)
-                    rescale = (key_max - new_max).exp_()
-                    context.mul_(rescale)
-                    key_sum.mul_(rescale)
-                    chunk_max = new_max
-                key_max = chunk_max
+                new_max = torch.maximum(key_max, key.amax(dim=-1, keepdim=True))
+                rescale = (key_max - new_max).exp_()  # 0 on the first chunk, where both sums are still 0
+                context.mul_(rescale)
+                key_sum.mul_(rescale)
+                key_max = new_max
                 weights = (key - key_max).exp_()
                 context.baddbmm_(weights, value.transpose(-1, -2))
                 key_sum.add_(weights.sum(dim=-1, keepdim=True))

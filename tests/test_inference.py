@@ -12,6 +12,7 @@ from diffusers_strdiff import convert_official_checkpoint, inference_threads, lo
 from diffusers_strdiff.models import attention, inference
 from diffusers_strdiff.models.attention import _LinearAttentionBlock
 from diffusers_strdiff.models.inference import _InferenceConv2dMixin
+from diffusers_strdiff.models.unet_strdiff import _ResnetBlock
 
 from .conftest import load_fixture
 from .test_models import assert_matches_reference, unet_inputs
@@ -141,7 +142,7 @@ def test_winograd_is_skipped_where_it_does_not_pay(monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(inference, "WINOGRAD_MIN_CHANNELS", 0)
     state_dict = load_fixture("discriminator_state_dict")
     io = load_fixture("discriminator_io")
-    for winograd in (False, None):  # None: the class default, which uses Winograd
+    for winograd in (False, True):
         discriminator = convert_official_checkpoint(state_dict).prepare_for_inference(winograd=winograd)
         assert_matches_reference(call(discriminator, "discriminator", io), io["output"])
         caches = [m._inference_cache for m in discriminator.modules() if isinstance(m, _InferenceConv2dMixin)]
@@ -296,6 +297,42 @@ def test_winograd_kernel_layout_follows_the_rows_of_the_product(monkeypatch: pyt
         assert kernels.stride(1) == (1 if output_major else 5)
 
 
+@pytest.mark.parametrize("path", ["direct", "winograd", "winograd_in_chunks", "nnpack", "training", "plain"])
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_conv2d_with_image_bias_adds_one_bias_per_image(path: str, with_bias: bool, monkeypatch) -> None:
+    """Every path of a prepared convolution (and a plain one) gives `conv(x) + image_bias[:, :, None, None]`, each
+    image with its own bias, and the plain path keeps gradients."""
+    if path == "nnpack" and not inference.nnpack_available():
+        pytest.skip("this PyTorch build has no NNPACK")
+    nnpack_thresholds = 0 if path == "nnpack" else 10**9
+    for threshold in ("NNPACK_MIN_CHANNELS", "NNPACK_MIN_PIXELS", "NNPACK_MIN_WORK"):
+        monkeypatch.setattr(inference, threshold, nnpack_thresholds)
+    monkeypatch.setattr(inference, "WINOGRAD_MIN_CHANNELS", 10**9 if path == "direct" else 0)
+    generator = torch.Generator().manual_seed(0)
+    hidden_states = torch.randn(3, 6, 9, 11, generator=generator)
+    if path == "winograd_in_chunks":
+        monkeypatch.setattr(
+            inference, "WINOGRAD_MAX_TRANSFORM_BYTES", inference._winograd_transform_bytes(hidden_states)
+        )
+    conv = torch.nn.Conv2d(6, 5, 3, padding=1, bias=with_bias)
+    if path != "plain":
+        inference.prepare_for_inference(conv)
+    conv.train(path == "training")
+    image_bias = torch.randn(3, 5, generator=generator)
+    expected = torch.nn.functional.conv2d(
+        hidden_states.double(), conv.weight.double(), None if conv.bias is None else conv.bias.double(), padding=1
+    )
+    expected = expected + image_bias.double()[:, :, None, None]
+    with torch.set_grad_enabled(path in ("training", "plain")):
+        output = inference.conv2d_with_image_bias(conv, hidden_states, image_bias)
+    torch.testing.assert_close(output.double(), expected, rtol=1e-5, atol=1e-5)
+    if path in ("training", "plain"):
+        output.sum().backward()
+        assert conv.weight.grad is not None
+    else:  # Winograd kernels exist only where that path ran
+        assert (conv._inference_cache[2] is None) == (path in ("direct", "nnpack"))
+
+
 # ------------------------------------------------------------------------------------------ chunked linear attention
 
 
@@ -357,3 +394,28 @@ def test_chunked_attention_is_not_used_for_training(chunked_calls) -> None:
     call(model, "structure_unet", io)  # eval mode, but gradients needed
     assert chunked_calls == []
     assert model.down_blocks[0].attention.to_qkv.weight.grad is not None
+
+
+# ----------------------------------------------------------------------------------------- in-place residual blocks
+
+
+@pytest.mark.parametrize("in_channels", [6, 4])  # with and without the 1x1 shortcut
+def test_inplace_residual_block_equals_the_plain_block(in_channels: int) -> None:
+    """The in-place path of a prepared `_ResnetBlock` computes the same operations in the same order (bit-equal
+    output), runs only for no-grad eval calls, and leaves the block's input untouched."""
+    generator = torch.Generator().manual_seed(0)
+    block = _ResnetBlock(in_channels, 6, temb_channels=8).eval()
+    hidden_states = torch.randn(2, in_channels, 7, 9, generator=generator)
+    temb = torch.randn(2, 8, generator=generator)
+    with torch.no_grad():
+        expected = block(hidden_states, temb)
+        inference.prepare_for_inference(block)
+        assert block.inplace_inference
+        before = hidden_states.clone()
+        output = block(hidden_states, temb)
+    assert torch.equal(output, expected) and torch.equal(hidden_states, before)
+    output = block(hidden_states, temb)  # gradients enabled: the plain path, which autograd can differentiate
+    output.sum().backward()
+    assert block.conv1.weight.grad is not None
+    inference.prepare_for_inference(block, inplace_activations=False)
+    assert not block.inplace_inference

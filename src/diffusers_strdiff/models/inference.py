@@ -82,7 +82,8 @@ def winograd_conv3x3(
 ) -> torch.Tensor:
     """
     `F.conv2d(hidden_states, weight, bias, padding=1)` as Winograd F(2x2, 3x3) with `transformed_weight =
-    winograd_weight(weight)`. The result is a channels-last tensor.
+    winograd_weight(weight)`. `bias` is `(out_channels,)` or one per image, `(batch_size, out_channels)`. The result
+    is a channels-last tensor.
     """
     batch_size, in_channels, height, width = hidden_states.shape
     out_channels = transformed_weight.shape[-1]
@@ -108,7 +109,7 @@ def winograd_conv3x3(
         torch.sub(row[1] - row[2], row[3], out=output[:, :, index, :, 1])
     output = output.view(batch_size, 2 * tiles_h, 2 * tiles_w, out_channels)[:, :height, :width]
     if bias is not None:
-        output = output + bias
+        output = output + (bias if bias.dim() == 1 else bias[:, None, None, :])
     return output.permute(0, 3, 1, 2)
 
 
@@ -126,11 +127,13 @@ def nnpack_available() -> bool:
 def nnpack_conv3x3(hidden_states: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     """
     `F.conv2d(hidden_states, weight, bias, padding=1)` with NNPACK, one image at a time (its single-image path is
-    1.5-3x faster than its batched one on this kind of CPU). Float32 CPU tensors; needs [`nnpack_available`].
+    1.5-3x faster than its batched one on this kind of CPU). `bias` is `(out_channels,)` or one per image,
+    `(batch_size, out_channels)`. Float32 CPU tensors; needs [`nnpack_available`].
     """
+    image_biases = [bias] * len(hidden_states) if bias is None or bias.dim() == 1 else bias
     images = [
-        torch._nnpack_spatial_convolution(image[None].contiguous(), weight, bias, [1, 1], [1, 1])
-        for image in hidden_states
+        torch._nnpack_spatial_convolution(image[None].contiguous(), weight, image_bias, [1, 1], [1, 1])
+        for image, image_bias in zip(hidden_states, image_biases, strict=True)
     ]
     return images[0] if len(images) == 1 else torch.cat(images)
 
@@ -203,38 +206,68 @@ class _InferenceConv2dMixin:
             and nnpack_available()
         )
 
-    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+    def forward(self, hidden_states: torch.Tensor, image_bias: torch.Tensor | None = None) -> torch.Tensor:
+        """The convolution, plus `image_bias` `(batch_size, out_channels)` if given (see [`conv2d_with_image_bias`])."""
         if self.training or (torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters())):
-            return super().forward(hidden_states)
+            output = super().forward(hidden_states)
+            return output if image_bias is None else output + image_bias[:, :, None, None]
         cache = self._inference_cache_entry()
+        if image_bias is None or self.bias is None:
+            bias = self.bias if image_bias is None else image_bias
+        else:
+            bias = image_bias + self.bias
         if self._runs_with_nnpack(hidden_states):
-            return nnpack_conv3x3(hidden_states, cache[1], self.bias)
+            return nnpack_conv3x3(hidden_states, cache[1], bias)
         images_per_call = self._winograd_images_per_call(hidden_states)
         if images_per_call > 0:
             images_per_call = min(images_per_call, hidden_states.shape[0])
             tiles = ((hidden_states.shape[-2] + 1) // 2) * ((hidden_states.shape[-1] + 1) // 2)
             kernels = self._winograd_kernels(cache, images_per_call * tiles <= WINOGRAD_OUTPUT_MAJOR_MAX_ROWS)
             if images_per_call == hidden_states.shape[0]:
-                return winograd_conv3x3(hidden_states, kernels, self.bias)
+                return winograd_conv3x3(hidden_states, kernels, bias)
             parts = hidden_states.split(images_per_call)
-            return torch.cat([winograd_conv3x3(part, kernels, self.bias) for part in parts])
-        return F.conv2d(hidden_states, cache[1], self.bias, self.stride, self.padding, self.dilation, self.groups)
+            bias_parts = [bias] * len(parts) if bias is None or bias.dim() == 1 else bias.split(images_per_call)
+            return torch.cat(
+                [winograd_conv3x3(part, kernels, part_bias) for part, part_bias in zip(parts, bias_parts, strict=True)]
+            )
+        if bias is None or bias.dim() == 1:
+            return F.conv2d(hidden_states, cache[1], bias, self.stride, self.padding, self.dilation, self.groups)
+        output = F.conv2d(hidden_states, cache[1], None, self.stride, self.padding, self.dilation, self.groups)
+        return output.add_(bias[:, :, None, None])
+
+
+def conv2d_with_image_bias(conv: nn.Conv2d, hidden_states: torch.Tensor, image_bias: torch.Tensor) -> torch.Tensor:
+    """
+    `conv(hidden_states) + image_bias[:, :, None, None]`, with one bias per image, `image_bias` of shape `(batch_size,
+    conv.out_channels)` (e.g. a projected time embedding). A convolution prepared for inference adds it as part of its
+    own bias, which saves a pass over the output.
+    """
+    if isinstance(conv, _InferenceConv2dMixin):
+        return conv(hidden_states, image_bias=image_bias)
+    return conv(hidden_states) + image_bias[:, :, None, None]
 
 
 _PREPARED_CLASSES: dict[type, type] = {}
 
 
 def prepare_for_inference(
-    model: nn.Module, winograd: bool = True, nnpack: bool = True, chunked_attention: bool = True
+    model: nn.Module,
+    winograd: bool = True,
+    nnpack: bool = True,
+    chunked_attention: bool = True,
+    inplace_activations: bool = True,
 ) -> nn.Module:
     """
     Makes every 3x3 stride-1 zero-padded `nn.Conv2d` of `model` an inference convolution (in place); returns it. With
     `winograd=False` and `nnpack=False` the convolutions only cache their weights. `chunked_attention` switches the
-    chunked inference path of the linear attention blocks on or off.
+    chunked inference path of the linear attention blocks on or off, `inplace_activations` the in-place inference
+    path of the modules that have one (an `inplace_inference` attribute: the U-Nets' residual blocks).
     """
     for module in model.modules():
         if isinstance(module, _LinearAttentionBlock):
             module.chunked_inference = chunked_attention
+        if hasattr(module, "inplace_inference"):
+            module.inplace_inference = inplace_activations
         if isinstance(module, nn.Conv2d) and _is_winograd_shape(module):
             if not isinstance(module, _InferenceConv2dMixin):
                 cls = type(module)
@@ -250,26 +283,27 @@ def prepare_for_inference(
 class InferenceMixin:
     """Adds [`prepare_for_inference`] to a model."""
 
-    #: Whether `prepare_for_inference()` runs the wide convolutions as Winograd convolutions by default.
-    _winograd_by_default = True
-
     def prepare_for_inference(
-        self, winograd: bool | None = None, nnpack: bool = True, chunked_attention: bool = True
+        self,
+        winograd: bool = True,
+        nnpack: bool = True,
+        chunked_attention: bool = True,
+        inplace_activations: bool = True,
     ) -> "InferenceMixin":
         r"""
         Makes this model faster for inference on the CPU, in place, and returns it (in eval mode).
 
         Every 3x3 convolution caches its effective weight (so spectral normalisation is computed once). With `nnpack`
         the large ones (`NNPACK_MIN_*`) run through NNPACK's Winograd F(6x6, 3x3), when this PyTorch build has it;
-        with `winograd` (default: the class's `_winograd_by_default`), the wide ones on small maps run as Winograd
+        with `winograd` the wide ones on small maps run as Winograd
         F(2x2, 3x3) convolutions, at the cost of keeping their transformed kernels (16/9 of those weights) in memory.
         Both compute the same convolution up to float rounding, within the released fixtures' tolerance (F(2x2, 3x3):
         ~10x below oneDNN's rounding error; NNPACK: ~10x above it, using 18-28 % of the tolerance when forced on
         every layer). With `chunked_attention` the linear attention blocks compute their no-grad CPU calls a few
-        thousand pixels at a time (1.2-4.4x faster per block, and ~0.8 GB less peak memory at 512 px). The state dict,
-        the config and training are unchanged: in training mode, or when gradients are needed, the convolutions and
-        attention blocks are the plain ones.
+        thousand pixels at a time (1.2-4.4x faster per block, and ~0.8 GB less peak memory at 512 px), and with
+        `inplace_activations` the U-Nets' residual blocks update their activations in place. The state dict, the
+        config and training are unchanged: in training mode, or when gradients are needed, the convolutions and
+        blocks are the plain ones.
         """
-        winograd = self._winograd_by_default if winograd is None else winograd
-        prepare_for_inference(self, winograd, nnpack, chunked_attention)
+        prepare_for_inference(self, winograd, nnpack, chunked_attention, inplace_activations)
         return self.eval()

@@ -19,7 +19,9 @@ zero-padded convolution of a model
   (measured: ~10x *smaller* error against a float64 convolution than oneDNN's direct float32 convolution).
 
 It also switches the linear attention blocks to their chunked CPU path (`_LinearAttentionBlock.forward_chunked`),
-which computes the same attention a few thousand pixels at a time instead of on whole-image projections.
+which computes the same attention a few thousand pixels at a time instead of on whole-image projections, and the
+U-Nets' residual blocks to their in-place path (`inplace_inference`). [`conv2d_with_image_bias`] lets a model add a
+per-image bias (the discriminator's time embedding) inside a prepared convolution.
 
 The caches are keyed on the parameters' storage and version counters, so `load_state_dict`, in-place updates and
 `.to(...)` invalidate them. Training mode and calls that need gradients use the plain convolution.

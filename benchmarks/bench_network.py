@@ -25,6 +25,8 @@ so its effect is the difference between two runs, with and without it).
     python benchmarks/bench_network.py --quick                     # 128 px, batch 1, 2 repeats (a few minutes)
     python benchmarks/bench_network.py --output docs/bench/bench_network.json   # 128/256/512 px, batch 1 and 4
     python benchmarks/bench_network.py --configs released --networks texture --sizes 128 256 --threads 1
+    python benchmarks/bench_network.py --configs released --networks structure --sizes 128 --batches 1 \
+        --worker_env GOMP_SPINCOUNT=10000   # OpenMP workers that stop spinning sooner (bench_thread_clash.py)
 """
 
 import argparse
@@ -71,6 +73,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="Every worker first calls diffusers_strdiff.reuse_freed_memory() (what the CLI and the app do).",
     )
+    parser.add_argument(
+        "--worker_env",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="Environment variables of every worker process, set before it imports torch (e.g. GOMP_SPINCOUNT=10000:"
+        " OpenMP reads it when torch loads).",
+    )
     parser.add_argument("--quick", action="store_true", help="128 px, batch 1, 2 repeats.")
     parser.add_argument("--output", help="Write the rows as JSON to this file.")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -79,6 +89,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.sizes, args.batches, args.repeats = [128], [1], 2
     if "plain" not in args.variants:
         args.variants.insert(0, "plain")
+    malformed = [item for item in args.worker_env if "=" not in item or item.startswith("=")]
+    if malformed:
+        parser.error(f"--worker_env takes KEY=VALUE items, got {malformed}")
+    args.worker_env = dict(item.split("=", 1) for item in args.worker_env)
     return args
 
 
@@ -192,8 +206,9 @@ def worker(task: dict) -> dict:
     }
 
 
-def run_worker(task: dict) -> dict:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
+def run_worker(task: dict, worker_env: dict[str, str]) -> dict:
+    python_path = os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])
+    env = {**os.environ, **worker_env, "PYTHONPATH": python_path}
     result = subprocess.run(
         [sys.executable, __file__, "--worker", json.dumps(task)], capture_output=True, text=True, env=env
     )
@@ -215,6 +230,7 @@ def main(argv: list[str] | None = None) -> None:
         "reuse_freed_memory": args.reuse_freed_memory,
         "loadavg_at_start": os.getloadavg(),
         "repeats": args.repeats,
+        "worker_env": args.worker_env,
     }
     rows = []
     header = (
@@ -222,7 +238,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     print(
         f"threads {environment['threads']}, reuse_freed_memory {args.reuse_freed_memory}, "
-        f"load average at start {environment['loadavg_at_start']}\n"
+        f"load average at start {environment['loadavg_at_start']}, worker environment {args.worker_env}\n"
     )
     print(header)
     print("|---" * (header.count("|") - 1) + "|")
@@ -247,13 +263,15 @@ def main(argv: list[str] | None = None) -> None:
                             "variants": args.variants,
                             "repeats": args.repeats,
                             "max_seconds": args.max_seconds,
-                        }
+                        },
+                        args.worker_env,
                     )
                     plain_seconds = timing["plain"]["seconds"]
                     for variant, measured in timing.items():
                         peak = None
                         if not args.no_memory:
-                            peak = run_worker({**base, "mode": "memory", "variant": variant})["peak_mib"]
+                            memory_task = {**base, "mode": "memory", "variant": variant}
+                            peak = run_worker(memory_task, args.worker_env)["peak_mib"]
                         row = {**base, "variant": variant, **measured, "ratio": plain_seconds / measured["seconds"]}
                         row["peak_mib"] = peak
                         rows.append(row)

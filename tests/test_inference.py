@@ -419,3 +419,21 @@ def test_inplace_residual_block_equals_the_plain_block(in_channels: int) -> None
     assert block.conv1.weight.grad is not None
     inference.prepare_for_inference(block, inplace_activations=False)
     assert not block.inplace_inference
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_prepared_frozen_model_gives_gradients_for_its_input(name: str, monkeypatch) -> None:
+    """Eval mode, frozen parameters, an input that requires grad (e.g. guidance by input gradients): the modules it
+    flows through take their plain, differentiable path (the structure map's SPADE branch, which needs no gradient,
+    may still take the fast one), and the input gradient matches the plain model's to the networks' tolerance."""
+    monkeypatch.setattr(inference, "WINOGRAD_MIN_CHANNELS", 0)
+    plain = convert_official_checkpoint(load_fixture(f"{name}_state_dict")).eval().requires_grad_(False)
+    prepared = copy.deepcopy(plain).prepare_for_inference()
+    io = load_fixture(f"{name}_io")
+    gradients = []
+    for model in (plain, prepared):
+        sample = io["sample"].clone().requires_grad_(True)
+        call(model, name, {**io, "sample": sample}).square().sum().backward()
+        gradients.append(sample.grad)
+    assert_matches_reference(gradients[1], gradients[0])
+    assert gradients[0].abs().max() > 0

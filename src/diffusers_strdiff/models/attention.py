@@ -4,6 +4,8 @@
 import torch
 from torch import nn
 
+from .autograd_mode import records_for_autograd
+
 #: Positions (pixels) per chunk of [`_LinearAttentionBlock`]'s chunked inference path: its projections then stay in the
 #: CPU caches (384 x 2048 float32 values, 3 MiB, for the released 4 x 32-channel heads).
 ATTENTION_CHUNK_POSITIONS = 2048
@@ -63,9 +65,8 @@ class _LinearAttentionBlock(nn.Module):
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         if (
             self.chunked_inference
-            and not self.training
             and hidden_states.device.type == "cpu"
-            and not (torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters()))
+            and not records_for_autograd(self, hidden_states)
         ):
             return self.forward_chunked(hidden_states)
         batch_size, _, height, width = hidden_states.shape

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .attention import _LinearAttentionBlock
+from .autograd_mode import records_for_autograd
 
 #: A 3x3 convolution runs as Winograd F(2x2, 3x3) when the harmonic mean of its input and output channels is at least
 #: this (narrower layers are bound by the transforms, which eager PyTorch does not fuse, and stay direct).
@@ -210,7 +211,7 @@ class _InferenceConv2dMixin:
 
     def forward(self, hidden_states: torch.Tensor, image_bias: torch.Tensor | None = None) -> torch.Tensor:
         """The convolution, plus `image_bias` `(batch_size, out_channels)` if given (see [`conv2d_with_image_bias`])."""
-        if self.training or (torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters())):
+        if records_for_autograd(self, hidden_states, *([] if image_bias is None else [image_bias])):
             output = super().forward(hidden_states)
             return output if image_bias is None else output + image_bias[:, :, None, None]
         cache = self._inference_cache_entry()

@@ -12,6 +12,7 @@ from diffusers.models.unets.unet_2d import UNet2DOutput
 from torch import nn
 
 from .attention import _LinearAttentionBlock
+from .autograd_mode import records_for_autograd
 from .inference import InferenceMixin
 from .spade import SPADEResidualBlock
 
@@ -109,7 +110,7 @@ class _ResnetBlock(nn.Module):
     def forward(self, hidden_states: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
         scale, shift = self.time_emb_proj(F.silu(temb))[:, :, None, None].chunk(2, dim=1)
         shortcut = hidden_states if self.conv_shortcut is None else self.conv_shortcut(hidden_states)
-        if self.inplace_inference and not (self.training or torch.is_grad_enabled()):
+        if self.inplace_inference and not records_for_autograd(self, hidden_states, temb):
             residual = F.silu(self.conv1(hidden_states).mul_(scale + 1).add_(shift), inplace=True)
             return F.silu(self.conv2(residual), inplace=True).add_(shortcut)
         residual = F.silu(self.conv1(hidden_states) * (scale + 1) + shift)

@@ -26,10 +26,20 @@ def call(model: torch.nn.Module, name: str, io: dict[str, torch.Tensor]) -> torc
     return model(timestep=io["timesteps"], **unet_inputs(io)).sample
 
 
-@pytest.fixture(params=[0, inference.WINOGRAD_MIN_CHANNELS], ids=["winograd_everywhere", "default_threshold"])
+@pytest.fixture(
+    params=[
+        (0, inference.WINOGRAD_F4_MIN_TILES),
+        (0, 0),
+        (inference.WINOGRAD_MIN_CHANNELS, inference.WINOGRAD_F4_MIN_TILES),
+    ],
+    ids=["winograd_everywhere", "f4_winograd_everywhere", "default_threshold"],
+)
 def min_channels(request, monkeypatch):
-    monkeypatch.setattr(inference, "WINOGRAD_MIN_CHANNELS", request.param)
-    return request.param
+    """`WINOGRAD_MIN_CHANNELS` of the test (and `WINOGRAD_F4_MIN_TILES`: 0 runs every Winograd call as F(4x4, 3x3))."""
+    min_channels, f4_min_tiles = request.param
+    monkeypatch.setattr(inference, "WINOGRAD_MIN_CHANNELS", min_channels)
+    monkeypatch.setattr(inference, "WINOGRAD_F4_MIN_TILES", f4_min_tiles)
+    return min_channels
 
 
 @torch.no_grad()
@@ -117,22 +127,47 @@ def test_inference_threads_policy(monkeypatch: pytest.MonkeyPatch) -> None:
         inference_threads(0)
 
 
-def test_winograd_weight_is_transformed_in_blocks_of_output_channels():
+@pytest.mark.parametrize("output_tile", [2, 4])
+def test_winograd_weight_is_transformed_in_blocks_of_output_channels(output_tile: int) -> None:
     """More output channels than one block: the blocked float64 transform equals the whole one, and the Winograd
-    convolution equals a float64 direct convolution."""
+    convolution (sizes that leave partial tiles) equals a float64 direct convolution to 2e-5 of the output's range
+    (F(4x4, 3x3)'s float32 rounding is 1-2x oneDNN's direct convolution's, F(2x2, 3x3)'s ~0.1x)."""
     generator = torch.Generator().manual_seed(0)
     out_channels = 2 * inference._WINOGRAD_WEIGHT_BLOCK + 22
     weight = torch.randn(out_channels, 5, 3, 3, generator=generator)
     bias = torch.randn(out_channels, generator=generator)
-    kernel_transform = torch.tensor(inference._WINOGRAD_G, dtype=torch.float64)
+    kernel_transform = torch.tensor(inference._WINOGRAD_G[output_tile], dtype=torch.float64)
+    kernels = (output_tile + 2) ** 2
     whole = torch.einsum("ik,ockl,jl->ijco", kernel_transform, weight.double(), kernel_transform)
-    transformed = inference.winograd_weight(weight)
-    assert transformed.shape == (16, 5, out_channels) and transformed.dtype == torch.float32
-    torch.testing.assert_close(transformed, whole.reshape(16, 5, out_channels).float(), rtol=1e-6, atol=1e-6)
-    hidden_states = torch.randn(2, 5, 9, 12, generator=generator)
-    expected = torch.nn.functional.conv2d(hidden_states.double(), weight.double(), bias.double(), padding=1)
-    output = inference.winograd_conv3x3(hidden_states, transformed, bias)
-    torch.testing.assert_close(output.double(), expected, rtol=1e-5, atol=1e-5)
+    transformed = inference.winograd_weight(weight, output_tile)
+    assert transformed.shape == (kernels, 5, out_channels) and transformed.dtype == torch.float32
+    torch.testing.assert_close(transformed, whole.reshape(kernels, 5, out_channels).float(), rtol=1e-6, atol=1e-6)
+    for height, width in ((9, 12), (1, 1), (4, 7)):
+        hidden_states = torch.randn(2, 5, height, width, generator=generator)
+        expected = torch.nn.functional.conv2d(hidden_states.double(), weight.double(), bias.double(), padding=1)
+        output = inference.winograd_conv3x3(hidden_states, transformed, bias)
+        assert output.shape == expected.shape
+        assert (output.double() - expected).abs().max() <= 2e-5 * expected.abs().max()
+
+
+@torch.no_grad()
+def test_winograd_tile_size_follows_the_tiles_of_a_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Calls with at least `WINOGRAD_F4_MIN_TILES` 4x4 output tiles run as F(4x4, 3x3), smaller ones as F(2x2, 3x3);
+    only the last kernels are kept, and every call gives the direct convolution."""
+    monkeypatch.setattr(inference, "WINOGRAD_MIN_CHANNELS", 0)
+    monkeypatch.setattr(inference, "NNPACK_MIN_CHANNELS", 10**9)
+    monkeypatch.setattr(inference, "WINOGRAD_F4_MIN_TILES", 12)
+    conv = inference.prepare_for_inference(torch.nn.Conv2d(6, 5, 3, padding=1).eval())
+    generator = torch.Generator().manual_seed(0)
+    small = torch.randn(1, 6, 9, 11, generator=generator)  # 3 x 3 = 9 tiles of 4x4
+    large = torch.randn(2, 6, 9, 11, generator=generator)  # 18 tiles
+    for hidden_states, output_tile in ((small, 2), (large, 4), (small, 2)):
+        assert conv._winograd_plan(hidden_states) == (output_tile, len(hidden_states))
+        expected = torch.nn.functional.conv2d(
+            hidden_states.double(), conv.weight.double(), conv.bias.double(), padding=1
+        )
+        torch.testing.assert_close(conv(hidden_states).double(), expected, rtol=1e-5, atol=1e-5)
+        assert conv._inference_cache[2].shape == ((output_tile + 2) ** 2, 6, 5)
 
 
 @torch.no_grad()
@@ -266,13 +301,17 @@ def test_winograd_runs_a_batch_too_large_for_its_budget_in_chunks(monkeypatch: p
     hidden_states = torch.randn(5, 6, 10, 14, generator=torch.Generator().manual_seed(0))
     one_image = inference._winograd_transform_bytes(hidden_states[:1])
     monkeypatch.setattr(inference, "WINOGRAD_MAX_TRANSFORM_BYTES", 2 * one_image)
-    assert conv._winograd_images_per_call(hidden_states) == 2
+    assert conv._winograd_plan(hidden_states) == (2, 2)
     expected = torch.nn.functional.conv2d(hidden_states.double(), conv.weight.double(), conv.bias.double(), padding=1)
     output = conv(hidden_states)
     assert conv._inference_cache[2] is not None
     torch.testing.assert_close(output.double(), expected, rtol=1e-5, atol=1e-5)
-    monkeypatch.setattr(inference, "WINOGRAD_MAX_TRANSFORM_BYTES", one_image - 1)
-    assert conv._winograd_images_per_call(hidden_states) == 0
+    monkeypatch.setattr(inference, "WINOGRAD_F4_MIN_TILES", 1)  # F(4x4): 36 values per 12 tiles of an image
+    assert conv._winograd_plan(hidden_states) == (4, 2)
+    torch.testing.assert_close(conv(hidden_states).double(), expected, rtol=1e-5, atol=1e-5)
+    assert conv._inference_cache[2].shape[0] == 36
+    monkeypatch.setattr(inference, "WINOGRAD_MAX_TRANSFORM_BYTES", one_image // 4)
+    assert conv._winograd_plan(hidden_states) == (0, 0)
     torch.testing.assert_close(conv(hidden_states).double(), expected, rtol=1e-5, atol=1e-5)
 
 

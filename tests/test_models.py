@@ -7,6 +7,7 @@ from diffusers_strdiff import (
     StrDiffusionUNet2DModel,
     convert_official_checkpoint,
 )
+from diffusers_strdiff.models.unet_strdiff import upsample_nearest_2x
 
 from .conftest import load_fixture
 
@@ -233,3 +234,17 @@ def test_released_parameter_counts(model_class, config, expected):
     with torch.device("meta"):
         model = model_class(**config)
     assert sum(parameter.numel() for parameter in model.parameters()) == expected
+
+
+@pytest.mark.parametrize("size", [(3, 5), (32, 32), (33, 32), (64, 64)])
+def test_upsample_nearest_2x_equals_interpolate(size: tuple[int, int]) -> None:
+    """Both sides of `UPSAMPLE_BY_EXPAND_MAX_PIXELS` give `F.interpolate(..., scale_factor=2, mode="nearest")`,
+    values and gradients."""
+    hidden_states = torch.randn(2, 3, *size, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    weights = torch.randn(2, 3, 2 * size[0], 2 * size[1], generator=torch.Generator().manual_seed(1))
+    expected = torch.nn.functional.interpolate(hidden_states, scale_factor=2.0, mode="nearest")
+    (expected_grad,) = torch.autograd.grad((expected * weights).sum(), hidden_states)
+    output = upsample_nearest_2x(hidden_states)
+    (grad,) = torch.autograd.grad((output * weights).sum(), hidden_states)
+    assert torch.equal(output, expected)
+    torch.testing.assert_close(grad, expected_grad)

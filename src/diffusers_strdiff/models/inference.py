@@ -11,12 +11,13 @@ zero-padded convolution of a model
 * run through NNPACK's Winograd F(6x6, 3x3) convolution where that pays: large layers (`NNPACK_MIN_*`: at least 64
   channels on maps of at least 64 x 64), one image at a time; its error against a float64 convolution is ~10x that
   of oneDNN's direct float32 convolution, well within the released fixtures' tolerance, and
-* run as a Winograd F(2x2, 3x3) convolution (Lavin & Gray, 2016) where that pays: wide layers
-  (`WINOGRAD_MIN_CHANNELS`) on inputs whose transform stays cache-sized (`WINOGRAD_MAX_TRANSFORM_BYTES`; a batch
-  that exceeds it runs in chunks of images that do not). The 3x3
-  kernels are transformed once (in float64, on the first such call) into 4x4 ones and the convolution becomes 16
-  matrix products with 16/36 of the multiplications. The result is the same convolution up to float rounding
-  (measured: ~10x *smaller* error against a float64 convolution than oneDNN's direct float32 convolution).
+* run as a Winograd convolution (Lavin & Gray, 2016) where that pays: wide layers (`WINOGRAD_MIN_CHANNELS`) on inputs
+  whose transform stays cache-sized (`WINOGRAD_MAX_TRANSFORM_BYTES`; a batch that exceeds it runs in chunks of images
+  that do not). The 3x3 kernels are transformed once (in float64, on the first such call) and the convolution becomes
+  a batch of matrix products: F(2x2, 3x3), 16 products with 16/36 of the multiplications, or, for calls with many
+  output tiles (`WINOGRAD_F4_MIN_TILES`), F(4x4, 3x3), 36 products with 1/4 of them. The result is the same
+  convolution up to float rounding (measured against a float64 convolution: F(2x2, 3x3) ~10x *smaller* error than
+  oneDNN's direct float32 convolution, F(4x4, 3x3) 1-2x its error).
 
 It also switches the linear attention blocks to their chunked CPU path (`_LinearAttentionBlock.forward_chunked`),
 which computes the same attention a few thousand pixels at a time instead of on whole-image projections, and the
@@ -34,16 +35,21 @@ from torch import nn
 from .attention import _LinearAttentionBlock
 from .autograd_mode import records_for_autograd
 
-#: A 3x3 convolution runs as Winograd F(2x2, 3x3) when the harmonic mean of its input and output channels is at least
-#: this (narrower layers are bound by the transforms, which eager PyTorch does not fuse, and stay direct).
+#: A 3x3 convolution runs as Winograd when the harmonic mean of its input and output channels is at least this
+#: (narrower layers are bound by the transforms, which eager PyTorch does not fuse, and stay direct).
 WINOGRAD_MIN_CHANNELS = 256
-#: ... and when the transformed input of one image (16 values per 2x2 output tile and input channel) takes at most this
-#: many bytes: larger ones no longer stay in the CPU caches, and the transforms, bound by memory, then cost more than
-#: the saved multiplications (measured: 0.94-0.98x of the plain networks at 512 px, released config). Batches run in
-#: chunks of as many images as fit.
+#: ... and when the transformed input of one image (16 values per 2x2 output tile, 36 per 4x4 tile, and input channel)
+#: takes at most this many bytes: larger ones no longer stay in the CPU caches, and the transforms, bound by memory,
+#: then cost more than the saved multiplications (measured: 0.94-0.98x of the plain networks at 512 px, released
+#: config). Batches run in chunks of as many images as fit.
 WINOGRAD_MAX_TRANSFORM_BYTES = 32 * 2**20
+#: A Winograd call uses 4x4 output tiles, F(4x4, 3x3) (36 products of 4x4 outputs: 2.25 multiplications per output
+#: and tap instead of F(2x2, 3x3)'s 4), when it has at least this many of them. With fewer rows the products are bound
+#: by reading the kernels, 36/16 times more of them, and F(2x2, 3x3) is as fast or faster (measured, 2 threads,
+#: 512-1024 channels: F(4x4) 1.2-1.6x faster with 64 tiles, level with 32, 0.7-0.9x with 16).
+WINOGRAD_F4_MIN_TILES = 64
 
-#: Winograd products with at most this many rows (2x2 output tiles of a call) read their kernels from an
+#: Winograd products with at most this many rows (output tiles of a call) read their kernels from an
 #: output-channel-major copy: MKL's single-precision products with few rows ran 1.05-1.5x faster from that layout
 #: (2 threads, 64-128 rows, 512-1536 channels) and up to 1.4x slower with 1,024 rows.
 WINOGRAD_OUTPUT_MAJOR_MAX_ROWS = 128
@@ -55,12 +61,24 @@ NNPACK_MIN_CHANNELS = 64
 #: ... their maps at least this many pixels ...
 NNPACK_MIN_PIXELS = 64 * 64
 #: ... and one image's convolution at least this many multiply-adds per kernel tap (in x out channels x pixels).
-#: Below these, oneDNN's direct convolution or the F(2x2, 3x3) path above is faster (measured per layer shape, 2 threads:
-#: NNPACK 1.1-2.6x direct above them, 0.3-0.9x below).
+#: Below these, oneDNN's direct convolution or the Winograd paths above are faster (measured per layer shape,
+#: 2 threads: NNPACK 1.1-2.6x direct above them, 0.3-0.9x below).
 NNPACK_MIN_WORK = 64 * 2**20
 
-# F(2x2, 3x3) kernel transform G (4x3); the input (B^T) and output (A^T) transforms are written out below.
-_WINOGRAD_G = ((1.0, 0.0, 0.0), (0.5, 0.5, 0.5), (0.5, -0.5, 0.5), (0.0, 0.0, 1.0))
+#: Kernel transforms G ((tile + 2) x 3) of Winograd F(tile x tile, 3x3), by output tile size (Lavin & Gray, 2016; the
+#: F(4x4) one with the interpolation points 0, +-1, +-2). The input (B^T) and output (A^T) transforms are written out
+#: in `_winograd_input_rows` and `_winograd_output_rows`.
+_WINOGRAD_G = {
+    2: ((1.0, 0.0, 0.0), (0.5, 0.5, 0.5), (0.5, -0.5, 0.5), (0.0, 0.0, 1.0)),
+    4: (
+        (1 / 4, 0.0, 0.0),
+        (-1 / 6, -1 / 6, -1 / 6),
+        (-1 / 6, 1 / 6, -1 / 6),
+        (1 / 24, 1 / 12, 1 / 6),
+        (1 / 24, -1 / 12, 1 / 6),
+        (0.0, 0.0, 1.0),
+    ),
+}
 
 
 #: Output channels transformed at a time by [`winograd_weight`]: bounds its float64 scratch memory (a 1536 -> 1024
@@ -68,49 +86,90 @@ _WINOGRAD_G = ((1.0, 0.0, 0.0), (0.5, 0.5, 0.5), (0.5, -0.5, 0.5), (0.0, 0.0, 1.
 _WINOGRAD_WEIGHT_BLOCK = 64
 
 
-def winograd_weight(weight: torch.Tensor) -> torch.Tensor:
-    """`(out, in, 3, 3)` kernels -> the `(16, in, out)` Winograd F(2x2, 3x3) kernels `G w G^T`, computed in float64."""
-    transform = torch.tensor(_WINOGRAD_G, dtype=torch.float64, device=weight.device)
+def winograd_weight(weight: torch.Tensor, output_tile: int = 2) -> torch.Tensor:
+    """
+    `(out, in, 3, 3)` kernels -> the `((output_tile + 2)**2, in, out)` Winograd F(output_tile x output_tile, 3x3)
+    kernels `G w G^T`, computed in float64; `output_tile` is 2 or 4.
+    """
+    transform = torch.tensor(_WINOGRAD_G[output_tile], dtype=torch.float64, device=weight.device)
     out_channels, in_channels = weight.shape[:2]
-    transformed = weight.new_empty(16, in_channels, out_channels)
+    transformed = weight.new_empty(len(transform) ** 2, in_channels, out_channels)
     for start in range(0, out_channels, _WINOGRAD_WEIGHT_BLOCK):
         block = weight[start : start + _WINOGRAD_WEIGHT_BLOCK].detach().double()
         block = torch.einsum("ik,ockl,jl->ijco", transform, block, transform)
-        transformed[:, :, start : start + _WINOGRAD_WEIGHT_BLOCK] = block.reshape(16, in_channels, -1)
+        transformed[:, :, start : start + _WINOGRAD_WEIGHT_BLOCK] = block.reshape(len(transform) ** 2, in_channels, -1)
     return transformed
+
+
+def _winograd_input_rows(rows: list[torch.Tensor], out: list[torch.Tensor]) -> None:
+    """`out[i] = sum_k B^T[i, k] rows[k]`, the 1-D input transform, for 4 (F(2x2)) or 6 (F(4x4)) rows."""
+    if len(rows) == 4:  # B^T = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]]
+        d0, d1, d2, d3 = rows
+        torch.sub(d0, d2, out=out[0])
+        torch.add(d1, d2, out=out[1])
+        torch.sub(d2, d1, out=out[2])
+        torch.sub(d1, d3, out=out[3])
+        return
+    # B^T = [[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0], [0, -2, -1, 2, 1, 0],
+    #        [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]]
+    d0, d1, d2, d3, d4, d5 = rows
+    even, odd = torch.add(d4, d2, alpha=-4), torch.add(d3, d1, alpha=-4)
+    torch.add(even, odd, out=out[1])
+    torch.sub(even, odd, out=out[2])
+    even, odd = d4 - d2, d3 - d1
+    torch.add(even, odd, alpha=2, out=out[3])
+    torch.add(even, odd, alpha=-2, out=out[4])
+    torch.add(even, d0 - d2, alpha=4, out=out[0])
+    torch.add(d5 - d3, odd, alpha=-4, out=out[5])
+
+
+def _winograd_output_rows(rows: list[torch.Tensor], out: list[torch.Tensor]) -> None:
+    """`out[i] = sum_k A^T[i, k] rows[k]`, the 1-D output transform, for 4 (F(2x2)) or 6 (F(4x4)) rows."""
+    if len(rows) == 4:  # A^T = [[1, 1, 1, 0], [0, 1, -1, -1]]
+        m0, m1, m2, m3 = rows
+        torch.add(m0 + m1, m2, out=out[0])
+        torch.sub(m1 - m2, m3, out=out[1])
+        return
+    # A^T = [[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]]
+    m0, m1, m2, m3, m4, m5 = rows
+    sum_12, difference_12, sum_34, difference_34 = m1 + m2, m1 - m2, m3 + m4, m3 - m4
+    torch.add(m0 + sum_12, sum_34, out=out[0])
+    torch.add(difference_12, difference_34, alpha=2, out=out[1])
+    torch.add(sum_12, sum_34, alpha=4, out=out[2])
+    torch.add(difference_12 + m5, difference_34, alpha=8, out=out[3])
 
 
 def winograd_conv3x3(
     hidden_states: torch.Tensor, transformed_weight: torch.Tensor, bias: torch.Tensor | None
 ) -> torch.Tensor:
     """
-    `F.conv2d(hidden_states, weight, bias, padding=1)` as Winograd F(2x2, 3x3) with `transformed_weight =
-    winograd_weight(weight)`. `bias` is `(out_channels,)` or one per image, `(batch_size, out_channels)`. The result
-    is a channels-last tensor.
+    `F.conv2d(hidden_states, weight, bias, padding=1)` as Winograd F(2x2, 3x3) or F(4x4, 3x3), with `transformed_weight
+    = winograd_weight(weight, output_tile)` (16 or 36 kernels). `bias` is `(out_channels,)` or one per image,
+    `(batch_size, out_channels)`. The result is a channels-last tensor.
     """
     batch_size, in_channels, height, width = hidden_states.shape
     out_channels = transformed_weight.shape[-1]
-    tiles_h, tiles_w = (height + 1) // 2, (width + 1) // 2
-    # NHWC, zero-padded by 1 (plus one more row/column for odd sizes)
-    padded = F.pad(hidden_states.permute(0, 2, 3, 1), (0, 0, 1, 1 + 2 * tiles_w - width, 1, 1 + 2 * tiles_h - height))
-    # input transform B^T d B, B^T = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]]: rows, then columns
-    d0, d1, d2, d3 = (padded[:, k : k + 2 * tiles_h : 2] for k in range(4))
-    rows = (d0 - d2, d1 + d2, d2 - d1, d1 - d3)
-    transformed = hidden_states.new_empty(4, 4, batch_size, tiles_h, tiles_w, in_channels)
+    window = 4 if len(transformed_weight) == 16 else 6  # input tile: output tile + 2
+    tile = window - 2
+    tiles_h, tiles_w = -(-height // tile), -(-width // tile)
+    # NHWC, zero-padded by 1 (plus up to tile - 1 rows/columns to complete the last tiles)
+    padding = (0, 0, 1, 1 + tile * tiles_w - width, 1, 1 + tile * tiles_h - height)
+    padded = F.pad(hidden_states.permute(0, 2, 3, 1), padding)
+    # input transform B^T d B: rows, then columns
+    rows = hidden_states.new_empty(window, batch_size, tiles_h, padded.shape[2], in_channels)
+    _winograd_input_rows([padded[:, k : k + tile * tiles_h : tile] for k in range(window)], rows.unbind(0))
+    transformed = hidden_states.new_empty(window, window, batch_size, tiles_h, tiles_w, in_channels)
+    for row, out in zip(rows, transformed, strict=True):
+        _winograd_input_rows([row[:, :, k : k + tile * tiles_w : tile] for k in range(window)], out.unbind(0))
+    products = torch.bmm(transformed.view(window**2, -1, in_channels), transformed_weight)
+    products = products.view(window, window, batch_size, tiles_h, tiles_w, out_channels)
+    # output transform A^T m A: rows, then columns into the output tiles
+    rows = hidden_states.new_empty(tile, window, batch_size, tiles_h, tiles_w, out_channels)
+    _winograd_output_rows(products.unbind(0), rows.unbind(0))
+    output = hidden_states.new_empty(batch_size, tiles_h, tile, tiles_w, tile, out_channels)
     for index, row in enumerate(rows):
-        e0, e1, e2, e3 = (row[:, :, k : k + 2 * tiles_w : 2] for k in range(4))
-        torch.sub(e0, e2, out=transformed[index, 0])
-        torch.add(e1, e2, out=transformed[index, 1])
-        torch.sub(e2, e1, out=transformed[index, 2])
-        torch.sub(e1, e3, out=transformed[index, 3])
-    products = torch.bmm(transformed.view(16, -1, in_channels), transformed_weight)
-    products = products.view(4, 4, batch_size, tiles_h, tiles_w, out_channels)
-    # output transform A^T m A, A^T = [[1, 1, 1, 0], [0, 1, -1, -1]]
-    output = hidden_states.new_empty(batch_size, tiles_h, 2, tiles_w, 2, out_channels)
-    for index, row in enumerate((products[0] + products[1] + products[2], products[1] - products[2] - products[3])):
-        torch.add(row[0] + row[1], row[2], out=output[:, :, index, :, 0])
-        torch.sub(row[1] - row[2], row[3], out=output[:, :, index, :, 1])
-    output = output.view(batch_size, 2 * tiles_h, 2 * tiles_w, out_channels)[:, :height, :width]
+        _winograd_output_rows(row.unbind(0), output[:, :, index].unbind(3))
+    output = output.view(batch_size, tile * tiles_h, tile * tiles_w, out_channels)[:, :height, :width]
     if bias is not None:
         output = output + (bias if bias.dim() == 1 else bias[:, None, None, :])
     return output.permute(0, 3, 1, 2)
@@ -141,11 +200,16 @@ def nnpack_conv3x3(hidden_states: torch.Tensor, weight: torch.Tensor, bias: torc
     return images[0] if len(images) == 1 else torch.cat(images)
 
 
-def _winograd_transform_bytes(hidden_states: torch.Tensor) -> int:
-    """Size of the Winograd-transformed input of `hidden_states` `(B, C, H, W)`: 16 values per tile and channel."""
-    batch_size, channels, height, width = hidden_states.shape
-    tiles = batch_size * ((height + 1) // 2) * ((width + 1) // 2)
-    return 16 * tiles * channels * hidden_states.element_size()
+def _winograd_tiles(hidden_states: torch.Tensor, output_tile: int) -> int:
+    """Output tiles of one image of `hidden_states` `(B, C, H, W)` for Winograd F(output_tile x output_tile, 3x3)."""
+    return -(-hidden_states.shape[-2] // output_tile) * -(-hidden_states.shape[-1] // output_tile)
+
+
+def _winograd_transform_bytes(hidden_states: torch.Tensor, output_tile: int = 2) -> int:
+    """Size of the Winograd-transformed input of `hidden_states` `(B, C, H, W)`: `(output_tile + 2)**2` values per
+    tile and channel."""
+    tiles = len(hidden_states) * _winograd_tiles(hidden_states, output_tile)
+    return (output_tile + 2) ** 2 * tiles * hidden_states.shape[1] * hidden_states.element_size()
 
 
 def _is_winograd_shape(conv: nn.Conv2d) -> bool:
@@ -177,21 +241,33 @@ class _InferenceConv2dMixin:
             self.__dict__["_inference_cache"] = cache
         return cache
 
-    def _winograd_images_per_call(self, hidden_states: torch.Tensor) -> int:
-        """How many images of `hidden_states` one Winograd call takes (the transform budget); 0: run direct."""
+    def _winograd_plan(self, hidden_states: torch.Tensor) -> tuple[int, int]:
+        """
+        `(output_tile, images_per_call)` of a Winograd convolution of `hidden_states`: F(4x4, 3x3) where a call has at
+        least `WINOGRAD_F4_MIN_TILES` tiles, else F(2x2, 3x3), in calls of as many images as the transform budget
+        takes. `(0, 0)`: run direct.
+        """
         in_channels, out_channels = self.in_channels, self.out_channels
         if not (
             self.__dict__.get("_winograd", True)
             and 2 * in_channels * out_channels >= WINOGRAD_MIN_CHANNELS * (in_channels + out_channels)
         ):
-            return 0
-        return WINOGRAD_MAX_TRANSFORM_BYTES // _winograd_transform_bytes(hidden_states[:1])
+            return 0, 0
+        for output_tile in (4, 2):
+            one_image = _winograd_transform_bytes(hidden_states[:1], output_tile)
+            images_per_call = min(len(hidden_states), WINOGRAD_MAX_TRANSFORM_BYTES // one_image)
+            tiles = images_per_call * _winograd_tiles(hidden_states, output_tile)
+            if images_per_call > 0 and (output_tile == 2 or tiles >= WINOGRAD_F4_MIN_TILES):
+                return output_tile, images_per_call
+        return 0, 0
 
     @staticmethod
-    def _winograd_kernels(cache: list, output_major: bool) -> torch.Tensor:
-        """The cached `(16, in, out)` Winograd kernels, stored output-channel-major (`output_major`) or not; only the
-        layout last asked for is kept."""
-        kernels = winograd_weight(cache[1]) if cache[2] is None else cache[2]
+    def _winograd_kernels(cache: list, output_tile: int, output_major: bool) -> torch.Tensor:
+        """The cached `((output_tile + 2)**2, in, out)` Winograd kernels, stored output-channel-major (`output_major`)
+        or not; only the tile size and layout last asked for are kept."""
+        kernels = cache[2]
+        if kernels is None or len(kernels) != (output_tile + 2) ** 2:
+            kernels = winograd_weight(cache[1], output_tile)
         if (kernels.stride(1) == 1) != output_major:
             kernels = kernels.transpose(1, 2).contiguous().transpose(1, 2) if output_major else kernels.contiguous()
         cache[2] = kernels
@@ -221,11 +297,10 @@ class _InferenceConv2dMixin:
             bias = image_bias + self.bias
         if self._runs_with_nnpack(hidden_states):
             return nnpack_conv3x3(hidden_states, cache[1], bias)
-        images_per_call = self._winograd_images_per_call(hidden_states)
+        output_tile, images_per_call = self._winograd_plan(hidden_states)
         if images_per_call > 0:
-            images_per_call = min(images_per_call, hidden_states.shape[0])
-            tiles = ((hidden_states.shape[-2] + 1) // 2) * ((hidden_states.shape[-1] + 1) // 2)
-            kernels = self._winograd_kernels(cache, images_per_call * tiles <= WINOGRAD_OUTPUT_MAJOR_MAX_ROWS)
+            rows = images_per_call * _winograd_tiles(hidden_states, output_tile)
+            kernels = self._winograd_kernels(cache, output_tile, rows <= WINOGRAD_OUTPUT_MAJOR_MAX_ROWS)
             if images_per_call == hidden_states.shape[0]:
                 return winograd_conv3x3(hidden_states, kernels, bias)
             parts = hidden_states.split(images_per_call)
@@ -299,10 +374,10 @@ class InferenceMixin:
         Every 3x3 convolution caches its effective weight (so spectral normalisation is computed once). With `nnpack`
         the large ones (`NNPACK_MIN_*`) run through NNPACK's Winograd F(6x6, 3x3), when this PyTorch build has it;
         with `winograd` the wide ones on small maps run as Winograd
-        F(2x2, 3x3) convolutions, at the cost of keeping their transformed kernels (16/9 of those weights) in memory.
-        Both compute the same convolution up to float rounding, within the released fixtures' tolerance (F(2x2, 3x3):
-        ~10x below oneDNN's rounding error; NNPACK: ~10x above it, using 18-28 % of the tolerance when forced on
-        every layer). With `chunked_attention` the linear attention blocks compute their no-grad CPU calls a few
+        F(2x2, 3x3) or F(4x4, 3x3) convolutions, at the cost of keeping their transformed kernels (16/9 or 36/9 of
+        those weights) in memory. All compute the same convolution up to float rounding, within the released fixtures'
+        tolerance (F(2x2, 3x3): ~10x below oneDNN's rounding error, F(4x4, 3x3) 1-2x it; NNPACK: ~10x above it,
+        using 18-28 % of the tolerance when forced on every layer). With `chunked_attention` the linear attention blocks compute their no-grad CPU calls a few
         thousand pixels at a time (1.2-4.4x faster per block, and ~0.8 GB less peak memory at 512 px), and with
         `inplace_activations` the U-Nets' residual blocks update their activations in place. The state dict, the
         config and training are unchanged: in training mode, or when gradients are needed, the convolutions and

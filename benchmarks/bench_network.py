@@ -10,7 +10,7 @@ Networks: the structure U-Net, the texture U-Net and the discriminator, in two c
 Variants (`--variants`):
 
 * `plain`: the model as loaded, eager float32: the reference of every ratio;
-* `prepared`: `model.prepare_for_inference()` (cached conv weights, Winograd F(2x2, 3x3) for the wide 3x3 convs);
+* `prepared`: `model.prepare_for_inference()` (cached conv weights, Winograd F(2x2, 3x3) or F(4x4, 3x3) for the wide 3x3 convs);
 * `compile` (opt-in): `torch.compile(prepared model)`; the first call (compilation) is reported separately;
 * `bf16` (opt-in): the prepared model under `torch.autocast("cpu", torch.bfloat16)`.
 

@@ -1,4 +1,5 @@
-"""`prepare_for_inference()` (cached conv weights, Winograd F(2x2, 3x3)) keeps the released networks' outputs."""
+"""`prepare_for_inference()` (cached conv weights, Winograd F(2x2, 3x3) and F(4x4, 3x3), NNPACK, chunked attention,
+in-place blocks) keeps the released networks' outputs."""
 
 import copy
 import os
@@ -476,3 +477,23 @@ def test_prepared_frozen_model_gives_gradients_for_its_input(name: str, monkeypa
         gradients.append(sample.grad)
     assert_matches_reference(gradients[1], gradients[0])
     assert gradients[0].abs().max() > 0
+
+
+@torch.no_grad()
+def test_winograd_4x4_can_be_switched_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`prepare_for_inference(winograd_4x4=False)` runs a call that would take F(4x4, 3x3) as F(2x2, 3x3), with its
+    smaller kernels, and the same output."""
+    monkeypatch.setattr(inference, "WINOGRAD_MIN_CHANNELS", 0)
+    monkeypatch.setattr(inference, "NNPACK_MIN_CHANNELS", 10**9)
+    monkeypatch.setattr(inference, "WINOGRAD_F4_MIN_TILES", 1)
+    hidden_states = torch.randn(2, 6, 9, 11, generator=torch.Generator().manual_seed(0))
+    for winograd_4x4, output_tile in ((True, 4), (False, 2)):
+        conv = torch.nn.Conv2d(6, 5, 3, padding=1).eval()
+        torch.nn.init.normal_(conv.weight, generator=torch.Generator().manual_seed(1))
+        inference.prepare_for_inference(conv, winograd_4x4=winograd_4x4)
+        assert conv._winograd_plan(hidden_states) == (output_tile, 2)
+        expected = torch.nn.functional.conv2d(
+            hidden_states.double(), conv.weight.double(), conv.bias.double(), padding=1
+        )
+        assert (conv(hidden_states).double() - expected).abs().max() <= 2e-5 * expected.abs().max()
+        assert conv._inference_cache[2].shape[0] == (output_tile + 2) ** 2

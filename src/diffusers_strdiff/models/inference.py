@@ -244,8 +244,8 @@ class _InferenceConv2dMixin:
     def _winograd_plan(self, hidden_states: torch.Tensor) -> tuple[int, int]:
         """
         `(output_tile, images_per_call)` of a Winograd convolution of `hidden_states`: F(4x4, 3x3) where a call has at
-        least `WINOGRAD_F4_MIN_TILES` tiles, else F(2x2, 3x3), in calls of as many images as the transform budget
-        takes. `(0, 0)`: run direct.
+        least `WINOGRAD_F4_MIN_TILES` tiles (unless switched off by `prepare_for_inference(winograd_4x4=False)`), else
+        F(2x2, 3x3), in calls of as many images as the transform budget takes. `(0, 0)`: run direct.
         """
         in_channels, out_channels = self.in_channels, self.out_channels
         if not (
@@ -253,7 +253,7 @@ class _InferenceConv2dMixin:
             and 2 * in_channels * out_channels >= WINOGRAD_MIN_CHANNELS * (in_channels + out_channels)
         ):
             return 0, 0
-        for output_tile in (4, 2):
+        for output_tile in (4, 2) if self.__dict__.get("_winograd_4x4", True) else (2,):
             one_image = _winograd_transform_bytes(hidden_states[:1], output_tile)
             images_per_call = min(len(hidden_states), WINOGRAD_MAX_TRANSFORM_BYTES // one_image)
             tiles = images_per_call * _winograd_tiles(hidden_states, output_tile)
@@ -332,12 +332,14 @@ def prepare_for_inference(
     model: nn.Module,
     winograd: bool = True,
     nnpack: bool = True,
+    winograd_4x4: bool = True,
     chunked_attention: bool = True,
     inplace_activations: bool = True,
 ) -> nn.Module:
     """
     Makes every 3x3 stride-1 zero-padded `nn.Conv2d` of `model` an inference convolution (in place); returns it. With
-    `winograd=False` and `nnpack=False` the convolutions only cache their weights. `chunked_attention` switches the
+    `winograd=False` and `nnpack=False` the convolutions only cache their weights; `winograd_4x4=False` keeps the
+    Winograd calls at F(2x2, 3x3). `chunked_attention` switches the
     chunked inference path of the linear attention blocks on or off, `inplace_activations` the in-place inference
     path of the modules that have one (an `inplace_inference` attribute: the U-Nets' residual blocks).
     """
@@ -353,6 +355,7 @@ def prepare_for_inference(
                     _PREPARED_CLASSES[cls] = type(f"Inference{cls.__name__}", (_InferenceConv2dMixin, cls), {})
                 module.__class__ = _PREPARED_CLASSES[cls]
             module.__dict__["_winograd"] = winograd
+            module.__dict__["_winograd_4x4"] = winograd_4x4
             module.__dict__["_nnpack"] = nnpack
             module.__dict__.pop("_inference_cache", None)
     return model
@@ -365,6 +368,7 @@ class InferenceMixin:
         self,
         winograd: bool = True,
         nnpack: bool = True,
+        winograd_4x4: bool = True,
         chunked_attention: bool = True,
         inplace_activations: bool = True,
     ) -> "InferenceMixin":
@@ -374,8 +378,9 @@ class InferenceMixin:
         Every 3x3 convolution caches its effective weight (so spectral normalisation is computed once). With `nnpack`
         the large ones (`NNPACK_MIN_*`) run through NNPACK's Winograd F(6x6, 3x3), when this PyTorch build has it;
         with `winograd` the wide ones on small maps run as Winograd
-        F(2x2, 3x3) or F(4x4, 3x3) convolutions, at the cost of keeping their transformed kernels (16/9 or 36/9 of
-        those weights) in memory. All compute the same convolution up to float rounding, within the released fixtures'
+        F(2x2, 3x3) or, for calls with many output tiles, F(4x4, 3x3) convolutions, at the cost of keeping their
+        transformed kernels (16/9 or 36/9 of those weights) in memory; `winograd_4x4=False` keeps them at F(2x2, 3x3),
+        the smaller kernels. All compute the same convolution up to float rounding, within the released fixtures'
         tolerance (F(2x2, 3x3): ~10x below oneDNN's rounding error, F(4x4, 3x3) 1-2x it; NNPACK: ~10x above it,
         using 18-28 % of the tolerance when forced on every layer). With `chunked_attention` the linear attention blocks compute their no-grad CPU calls a few
         thousand pixels at a time (1.2-4.4x faster per block, and ~0.8 GB less peak memory at 512 px), and with
@@ -383,5 +388,5 @@ class InferenceMixin:
         config and training are unchanged: in training mode, or when gradients are needed, the convolutions and
         blocks are the plain ones.
         """
-        prepare_for_inference(self, winograd, nnpack, chunked_attention, inplace_activations)
+        prepare_for_inference(self, winograd, nnpack, winograd_4x4, chunked_attention, inplace_activations)
         return self.eval()

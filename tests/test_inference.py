@@ -151,6 +151,11 @@ def test_winograd_weight_is_transformed_in_blocks_of_output_channels(output_tile
         assert (output.double() - expected).abs().max() <= 2e-5 * expected.abs().max()
 
 
+def test_winograd_weight_rejects_other_tile_sizes() -> None:
+    with pytest.raises(ValueError, match="output_tile"):
+        inference.winograd_weight(torch.zeros(2, 2, 3, 3), output_tile=6)
+
+
 @torch.no_grad()
 def test_winograd_tile_size_follows_the_tiles_of_a_call(monkeypatch: pytest.MonkeyPatch) -> None:
     """Calls with at least `WINOGRAD_F4_MIN_TILES` 4x4 output tiles run as F(4x4, 3x3), smaller ones as F(2x2, 3x3);

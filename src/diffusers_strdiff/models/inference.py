@@ -91,6 +91,8 @@ def winograd_weight(weight: torch.Tensor, output_tile: int = 2) -> torch.Tensor:
     `(out, in, 3, 3)` kernels -> the `((output_tile + 2)**2, in, out)` Winograd F(output_tile x output_tile, 3x3)
     kernels `G w G^T`, computed in float64; `output_tile` is 2 or 4.
     """
+    if output_tile not in _WINOGRAD_G:
+        raise ValueError(f"`output_tile` must be one of {sorted(_WINOGRAD_G)}, got {output_tile}.")
     transform = torch.tensor(_WINOGRAD_G[output_tile], dtype=torch.float64, device=weight.device)
     out_channels, in_channels = weight.shape[:2]
     transformed = weight.new_empty(len(transform) ** 2, in_channels, out_channels)

@@ -334,9 +334,9 @@ def prepare_for_inference(
     model: nn.Module,
     winograd: bool = True,
     nnpack: bool = True,
-    winograd_4x4: bool = True,
     chunked_attention: bool = True,
     inplace_activations: bool = True,
+    winograd_4x4: bool = True,
 ) -> nn.Module:
     """
     Makes every 3x3 stride-1 zero-padded `nn.Conv2d` of `model` an inference convolution (in place); returns it. With
@@ -370,9 +370,9 @@ class InferenceMixin:
         self,
         winograd: bool = True,
         nnpack: bool = True,
-        winograd_4x4: bool = True,
         chunked_attention: bool = True,
         inplace_activations: bool = True,
+        winograd_4x4: bool = True,
     ) -> "InferenceMixin":
         r"""
         Makes this model faster for inference on the CPU, in place, and returns it (in eval mode).
@@ -390,5 +390,5 @@ class InferenceMixin:
         config and training are unchanged: in training mode, or when gradients are needed, the convolutions and
         blocks are the plain ones.
         """
-        prepare_for_inference(self, winograd, nnpack, winograd_4x4, chunked_attention, inplace_activations)
+        prepare_for_inference(self, winograd, nnpack, chunked_attention, inplace_activations, winograd_4x4)
         return self.eval()

@@ -1,10 +1,11 @@
-"""`prepare_for_inference()` (cached conv weights, Winograd F(2x2, 3x3) and F(4x4, 3x3), NNPACK, chunked attention,
-in-place blocks) keeps the released networks' outputs."""
+"""`prepare_for_inference()` (cached conv weights, Winograd F(2x2, 3x3) and F(4x4, 3x3), NNPACK, the autotuned
+choice among them, chunked attention, in-place blocks) keeps the released networks' outputs."""
 
 import copy
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -45,9 +46,10 @@ def min_channels(request, monkeypatch):
 
 @torch.no_grad()
 @pytest.mark.parametrize("name", NAMES)
-def test_prepared_model_matches_plain_model_and_released_outputs(name, min_channels):
+@pytest.mark.parametrize("autotune", [False, True], ids=["fixed", "autotune"])
+def test_prepared_model_matches_plain_model_and_released_outputs(name, min_channels, autotune):
     plain = convert_official_checkpoint(load_fixture(f"{name}_state_dict"))
-    prepared = copy.deepcopy(plain).prepare_for_inference(winograd=True)
+    prepared = copy.deepcopy(plain).prepare_for_inference(winograd=True, autotune=autotune)
     io = load_fixture(f"{name}_io")
     reference = io["output"]
     output = call(prepared, name, io)
@@ -56,7 +58,7 @@ def test_prepared_model_matches_plain_model_and_released_outputs(name, min_chann
     assert_matches_reference(call(prepared, name, io), output)  # cached weights: same result on the second call
     converted = sum(isinstance(module, inference._InferenceConv2dMixin) for module in prepared.modules())
     assert converted > 0
-    if min_channels == 0:
+    if min_channels == 0 and not autotune:
         assert all(
             module._inference_cache[2] is not None
             for module in prepared.modules()
@@ -68,7 +70,7 @@ def test_prepared_model_keeps_state_dict_and_invalidates_caches(monkeypatch):
     monkeypatch.setattr(inference, "WINOGRAD_MIN_CHANNELS", 0)
     state_dict = load_fixture("texture_unet_state_dict")
     plain = convert_official_checkpoint(state_dict)
-    prepared = copy.deepcopy(plain).prepare_for_inference()
+    prepared = copy.deepcopy(plain).prepare_for_inference(autotune=False)
     assert list(prepared.state_dict()) == list(plain.state_dict())
     io = load_fixture("texture_unet_io")
     with torch.no_grad():
@@ -163,7 +165,7 @@ def test_winograd_tile_size_follows_the_tiles_of_a_call(monkeypatch: pytest.Monk
     monkeypatch.setattr(inference, "WINOGRAD_MIN_CHANNELS", 0)
     monkeypatch.setattr(inference, "NNPACK_MIN_CHANNELS", 10**9)
     monkeypatch.setattr(inference, "WINOGRAD_F4_MIN_TILES", 12)
-    conv = inference.prepare_for_inference(torch.nn.Conv2d(6, 5, 3, padding=1).eval())
+    conv = inference.prepare_for_inference(torch.nn.Conv2d(6, 5, 3, padding=1).eval(), autotune=False)
     generator = torch.Generator().manual_seed(0)
     small = torch.randn(1, 6, 9, 11, generator=generator)  # 3 x 3 = 9 tiles of 4x4
     large = torch.randn(2, 6, 9, 11, generator=generator)  # 18 tiles
@@ -184,13 +186,15 @@ def test_winograd_is_skipped_where_it_does_not_pay(monkeypatch: pytest.MonkeyPat
     state_dict = load_fixture("discriminator_state_dict")
     io = load_fixture("discriminator_io")
     for winograd in (False, True):
-        discriminator = convert_official_checkpoint(state_dict).prepare_for_inference(winograd=winograd)
+        discriminator = convert_official_checkpoint(state_dict).prepare_for_inference(
+            winograd=winograd, autotune=False
+        )
         assert_matches_reference(call(discriminator, "discriminator", io), io["output"])
         caches = [m._inference_cache for m in discriminator.modules() if isinstance(m, _InferenceConv2dMixin)]
         assert caches and all((cache[2] is None) == (winograd is False) for cache in caches)
 
     plain = convert_official_checkpoint(load_fixture("texture_unet_state_dict"))
-    prepared = copy.deepcopy(plain).prepare_for_inference()
+    prepared = copy.deepcopy(plain).prepare_for_inference(autotune=False)
     monkeypatch.setattr(inference, "WINOGRAD_MAX_TRANSFORM_BYTES", 0)
     io = load_fixture("texture_unet_io")
     assert_matches_reference(call(prepared, "texture_unet", io), call(plain, "texture_unet", io))
@@ -255,7 +259,7 @@ def test_nnpack_on_every_convolution_keeps_released_outputs(name, nnpack_calls, 
         monkeypatch.setattr(inference, threshold, 0)
     plain = convert_official_checkpoint(load_fixture(f"{name}_state_dict"))
     io = load_fixture(f"{name}_io")
-    output = call(copy.deepcopy(plain).prepare_for_inference(nnpack=True), name, io)
+    output = call(copy.deepcopy(plain).prepare_for_inference(nnpack=True, autotune=False), name, io)
     assert len(nnpack_calls) > 0
     assert_matches_reference(output, io["output"])
     assert_matches_reference(output, call(plain, name, io))
@@ -283,9 +287,9 @@ def test_nnpack_convolution_matches_a_float64_convolution(with_bias: bool) -> No
 @requires_nnpack
 @torch.no_grad()
 def test_nnpack_runs_only_on_large_convolutions(nnpack_calls) -> None:
-    """The default thresholds: >= 64 channels, >= 64 x 64 pixels, >= 64 Mi multiply-adds per tap and image."""
-    wide = inference.prepare_for_inference(torch.nn.Conv2d(64, 64, 3, padding=1).eval())
-    narrow = inference.prepare_for_inference(torch.nn.Conv2d(32, 64, 3, padding=1).eval())
+    """The fixed thresholds: >= 64 channels, >= 64 x 64 pixels, >= 64 Mi multiply-adds per tap and image."""
+    wide = inference.prepare_for_inference(torch.nn.Conv2d(64, 64, 3, padding=1).eval(), autotune=False)
+    narrow = inference.prepare_for_inference(torch.nn.Conv2d(32, 64, 3, padding=1).eval(), autotune=False)
     for conv, size in ((wide, 128), (wide, 64), (narrow, 256)):
         hidden_states = torch.randn(2, conv.in_channels, size, size)
         torch.testing.assert_close(
@@ -303,7 +307,7 @@ def test_winograd_runs_a_batch_too_large_for_its_budget_in_chunks(monkeypatch: p
     of the images that fit (same output as the direct convolution); a single image too large runs direct."""
     monkeypatch.setattr(inference, "WINOGRAD_MIN_CHANNELS", 0)
     monkeypatch.setattr(inference, "NNPACK_MIN_CHANNELS", 10**9)
-    conv = inference.prepare_for_inference(torch.nn.Conv2d(6, 5, 3, padding=1).eval())
+    conv = inference.prepare_for_inference(torch.nn.Conv2d(6, 5, 3, padding=1).eval(), autotune=False)
     hidden_states = torch.randn(5, 6, 10, 14, generator=torch.Generator().manual_seed(0))
     one_image = inference._winograd_transform_bytes(hidden_states[:1])
     monkeypatch.setattr(inference, "WINOGRAD_MAX_TRANSFORM_BYTES", 2 * one_image)
@@ -328,7 +332,7 @@ def test_winograd_kernel_layout_follows_the_rows_of_the_product(monkeypatch: pyt
     monkeypatch.setattr(inference, "WINOGRAD_MIN_CHANNELS", 0)
     monkeypatch.setattr(inference, "NNPACK_MIN_CHANNELS", 10**9)
     monkeypatch.setattr(inference, "WINOGRAD_OUTPUT_MAJOR_MAX_ROWS", 30)
-    conv = inference.prepare_for_inference(torch.nn.Conv2d(6, 5, 3, padding=1).eval())
+    conv = inference.prepare_for_inference(torch.nn.Conv2d(6, 5, 3, padding=1).eval(), autotune=False)
     generator = torch.Generator().manual_seed(0)
     small = torch.randn(1, 6, 9, 11, generator=generator)  # 5 x 6 = 30 tiles
     large = torch.randn(2, 6, 9, 11, generator=generator)  # 60 tiles
@@ -361,7 +365,7 @@ def test_conv2d_with_image_bias_adds_one_bias_per_image(path: str, with_bias: bo
         )
     conv = torch.nn.Conv2d(6, 5, 3, padding=1, bias=with_bias)
     if path != "plain":
-        inference.prepare_for_inference(conv)
+        inference.prepare_for_inference(conv, autotune=False)
     conv.train(path == "training")
     image_bias = torch.randn(3, 5, generator=generator)
     expected = torch.nn.functional.conv2d(
@@ -495,10 +499,86 @@ def test_winograd_4x4_can_be_switched_off(monkeypatch: pytest.MonkeyPatch) -> No
     for winograd_4x4, output_tile in ((True, 4), (False, 2)):
         conv = torch.nn.Conv2d(6, 5, 3, padding=1).eval()
         torch.nn.init.normal_(conv.weight, generator=torch.Generator().manual_seed(1))
-        inference.prepare_for_inference(conv, winograd_4x4=winograd_4x4)
+        inference.prepare_for_inference(conv, winograd_4x4=winograd_4x4, autotune=False)
         assert conv._winograd_plan(hidden_states) == (output_tile, 2)
         expected = torch.nn.functional.conv2d(
             hidden_states.double(), conv.weight.double(), conv.bias.double(), padding=1
         )
         assert (conv(hidden_states).double() - expected).abs().max() <= 2e-5 * expected.abs().max()
         assert conv._inference_cache[2].shape[0] == (output_tile + 2) ** 2
+
+
+@pytest.fixture
+def every_algorithm_allowed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Thresholds that let a small convolution use every algorithm, and an empty table of autotuned choices."""
+    monkeypatch.setattr(inference, "WINOGRAD_MIN_CHANNELS", 0)
+    monkeypatch.setattr(inference, "NNPACK_MIN_CHANNELS", 0)
+    monkeypatch.setattr(inference, "NNPACK_MIN_PIXELS", 0)
+    monkeypatch.setattr(inference, "_AUTOTUNED_PLANS", {})
+
+
+def slowed_down(function):
+    """`function`, 20 ms slower per call."""
+
+    def run(*args, **kwargs):
+        time.sleep(0.02)
+        return function(*args, **kwargs)
+
+    return run
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("slow", ["direct", "fast_paths"])
+def test_autotune_keeps_the_fastest_algorithm_per_input_shape(slow, every_algorithm_allowed, monkeypatch) -> None:
+    """With `autotune` (the default) a convolution times every algorithm it may use on its first call per input shape
+    and keeps the fastest: one slowed down by 20 ms a call is never kept. Later calls of that shape are not timed,
+    and the output is the convolution's either way."""
+    if slow == "direct":
+        monkeypatch.setattr(inference.F, "conv2d", slowed_down(torch.nn.functional.conv2d))
+    else:
+        monkeypatch.setattr(inference, "winograd_conv3x3", slowed_down(inference.winograd_conv3x3))
+        monkeypatch.setattr(inference, "nnpack_conv3x3", slowed_down(inference.nnpack_conv3x3))
+    timed, time_plan = [], _InferenceConv2dMixin._time_plan
+
+    def recorded(self, plan, *args):
+        timed.append(plan)
+        return time_plan(self, plan, *args)
+
+    monkeypatch.setattr(_InferenceConv2dMixin, "_time_plan", recorded)
+    conv = inference.prepare_for_inference(torch.nn.Conv2d(6, 5, 3, padding=1).eval())
+    generator = torch.Generator().manual_seed(0)
+    for shape in ((2, 6, 9, 11), (1, 6, 8, 8)):
+        hidden_states = torch.randn(shape, generator=generator)
+        expected = torch.nn.functional.conv2d(
+            hidden_states.double(), conv.weight.double(), conv.bias.double(), padding=1
+        )
+        timed.clear()
+        for _ in range(3):
+            torch.testing.assert_close(
+                conv(hidden_states).double(), expected, rtol=1e-4, atol=1e-4 * expected.abs().max().item()
+            )
+        candidates = conv._candidate_plans(hidden_states)
+        assert {plan[0] for plan in candidates} == {"direct", "winograd"} | (
+            {"nnpack"} if inference.nnpack_available() else set()
+        )
+        assert {plan[1] for plan in candidates if plan[0] == "winograd"} == {2, 4}
+        assert sorted(timed) == sorted(candidates)  # each once, on the first call of the shape
+        chosen = conv._plan(hidden_states, conv._inference_cache, conv.bias)
+        assert (chosen[0] == "direct") == (slow == "fast_paths")
+        assert (conv._inference_cache[2] is None) == (chosen[0] != "winograd")  # no kernels kept for a loser
+
+
+@pytest.mark.parametrize(
+    "switches, expected",
+    [
+        ({}, {("direct", 0), ("nnpack", 0), ("winograd", 2), ("winograd", 4)}),
+        ({"nnpack": False}, {("direct", 0), ("winograd", 2), ("winograd", 4)}),
+        ({"winograd": False}, {("direct", 0), ("nnpack", 0)}),
+        ({"winograd_4x4": False}, {("direct", 0), ("nnpack", 0), ("winograd", 2)}),
+    ],
+)
+def test_autotune_times_only_the_algorithms_switched_on(switches, expected, every_algorithm_allowed) -> None:
+    if not inference.nnpack_available():
+        expected = {plan for plan in expected if plan[0] != "nnpack"}
+    conv = inference.prepare_for_inference(torch.nn.Conv2d(6, 5, 3, padding=1).eval(), **switches)
+    assert {plan[:2] for plan in conv._candidate_plans(torch.randn(1, 6, 8, 8))} == expected

@@ -7,6 +7,7 @@ from diffusers_strdiff import (
     StrDiffusionUNet2DModel,
     convert_official_checkpoint,
 )
+from diffusers_strdiff.models.discriminator import BLUR_TAPS, blur_downsample
 from diffusers_strdiff.models.unet_strdiff import upsample_nearest_2x
 
 from .conftest import load_fixture
@@ -248,3 +249,22 @@ def test_upsample_nearest_2x_equals_interpolate(size: tuple[int, int]) -> None:
     (grad,) = torch.autograd.grad((output * weights).sum(), hidden_states)
     assert torch.equal(output, expected)
     torch.testing.assert_close(grad, expected_grad)
+
+
+@pytest.mark.parametrize("size", [(8, 8), (9, 6)])
+def test_blur_downsample_of_either_memory_layout(size: tuple[int, int]) -> None:
+    """The discriminator's anti-aliased x2 downsampling, against a float64 FIR filter written out, on a contiguous and
+    on a channels-last input (a prepared Winograd convolution's output), which give the same values."""
+    hidden_states = torch.randn(2, 3, *size, generator=torch.Generator().manual_seed(0))
+    taps = torch.tensor(BLUR_TAPS, dtype=torch.float64)
+    padded = torch.nn.functional.pad(hidden_states.double(), (1, 1, 1, 1))
+    kernel = torch.outer(taps, taps) / taps.sum() ** 2
+    height, width = size[0] // 2, size[1] // 2
+    expected = torch.zeros(2, 3, height, width, dtype=torch.float64)
+    for row in range(4):
+        for column in range(4):
+            expected += kernel[row, column] * padded[:, :, row : row + 2 * height : 2, column : column + 2 * width : 2]
+    contiguous = blur_downsample(hidden_states)
+    channels_last = blur_downsample(hidden_states.contiguous(memory_format=torch.channels_last))
+    torch.testing.assert_close(contiguous.double(), expected, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(channels_last, contiguous, rtol=1e-6, atol=1e-7)

@@ -19,6 +19,12 @@ zero-padded convolution of a model
   convolution up to float rounding (measured against a float64 convolution: F(2x2, 3x3) ~10x *smaller* error than
   oneDNN's direct float32 convolution, F(4x4, 3x3) 1-2x its error).
 
+Which algorithm pays depends on the CPU: NNPACK and Winograd ran 1.1-2.6x faster than oneDNN's direct convolution
+on an AVX2 CPU, while on an AVX-512 CPU the direct convolution is the fastest on 128 x 128 maps. By default
+(`autotune=True`) each convolution therefore times the algorithms it may use on its first call per input shape and
+keeps the fastest (one choice per layer shape, input shape and thread count, shared by the process); the thresholds
+above then only bound what is tried. `autotune=False` lets the thresholds choose, the same in every process.
+
 It also switches the linear attention blocks to their chunked CPU path (`_LinearAttentionBlock.forward_chunked`),
 which computes the same attention a few thousand pixels at a time instead of on whole-image projections, and the
 U-Nets' residual blocks to their in-place path (`inplace_inference`). [`conv2d_with_image_bias`] lets a model add a
@@ -27,6 +33,8 @@ per-image bias (the discriminator's time embedding) inside a prepared convolutio
 The caches are keyed on the parameters' storage and version counters, so `load_state_dict`, in-place updates and
 `.to(...)` invalidate them. Training mode and calls that need gradients use the plain convolution.
 """
+
+import time
 
 import torch
 import torch.nn.functional as F
@@ -64,6 +72,15 @@ NNPACK_MIN_PIXELS = 64 * 64
 #: Below these, oneDNN's direct convolution or the Winograd paths above are faster (measured per layer shape,
 #: 2 threads: NNPACK 1.1-2.6x direct above them, 0.3-0.9x below).
 NNPACK_MIN_WORK = 64 * 2**20
+
+#: `prepare_for_inference(autotune=True)` (the default) times every algorithm a convolution may use (direct, NNPACK,
+#: Winograd F(2x2) and F(4x4)) the first time the process meets a layer shape, input shape and thread count, and keeps
+#: the fastest: which one wins depends on the CPU (measured, 2 threads: NNPACK and Winograd 1.1-2.6x faster than
+#: oneDNN's direct convolution on an AVX2 CPU; on an AVX-512 CPU the direct convolution is fastest on 128 x 128 maps
+#: and NNPACK 0.5-0.9x of it, Winograd 1.3-2.4x on 16-64 px maps). The choices, by key:
+_AUTOTUNED_PLANS: dict[tuple, tuple[str, int, int]] = {}
+#: Timed runs per candidate (after a warm-up run); the fastest counts.
+AUTOTUNE_TIMED_CALLS = 2
 
 #: Kernel transforms G ((tile + 2) x 3) of Winograd F(tile x tile, 3x3), by output tile size (Lavin & Gray, 2016; the
 #: F(4x4) one with the interpolation points 0, +-1, +-2). The input (B^T) and output (A^T) transforms are written out
@@ -275,32 +292,86 @@ class _InferenceConv2dMixin:
         cache[2] = kernels
         return kernels
 
-    def _runs_with_nnpack(self, hidden_states: torch.Tensor) -> bool:
-        pixels = hidden_states.shape[-2] * hidden_states.shape[-1]
+    def _allows_nnpack(self, hidden_states: torch.Tensor) -> bool:
+        """Whether NNPACK may run this call: switched on, float32 on the CPU, at least `NNPACK_MIN_CHANNELS` channels
+        in and out and `NNPACK_MIN_PIXELS` pixels."""
         return (
             self.__dict__.get("_nnpack", False)
             and hidden_states.dtype == torch.float32
             and hidden_states.device.type == "cpu"
             and min(self.in_channels, self.out_channels) >= NNPACK_MIN_CHANNELS
-            and pixels >= NNPACK_MIN_PIXELS
-            and self.in_channels * self.out_channels * pixels >= NNPACK_MIN_WORK
+            and hidden_states.shape[-2] * hidden_states.shape[-1] >= NNPACK_MIN_PIXELS
             and nnpack_available()
         )
 
-    def forward(self, hidden_states: torch.Tensor, image_bias: torch.Tensor | None = None) -> torch.Tensor:
-        """The convolution, plus `image_bias` `(batch_size, out_channels)` if given (see [`conv2d_with_image_bias`])."""
-        if records_for_autograd(self, hidden_states, *([] if image_bias is None else [image_bias])):
-            output = super().forward(hidden_states)
-            return output if image_bias is None else output + image_bias[:, :, None, None]
-        cache = self._inference_cache_entry()
-        if image_bias is None or self.bias is None:
-            bias = self.bias if image_bias is None else image_bias
-        else:
-            bias = image_bias + self.bias
-        if self._runs_with_nnpack(hidden_states):
-            return nnpack_conv3x3(hidden_states, cache[1], bias)
+    def _fixed_plan(self, hidden_states: torch.Tensor) -> tuple[str, int, int]:
+        """The algorithm the thresholds above choose for `hidden_states`, as `(name, output_tile, images_per_call)`:
+        `("nnpack", 0, 0)`, `("winograd", tile, images)` or `("direct", 0, 0)`."""
+        pixels = hidden_states.shape[-2] * hidden_states.shape[-1]
+        if self._allows_nnpack(hidden_states) and self.in_channels * self.out_channels * pixels >= NNPACK_MIN_WORK:
+            return ("nnpack", 0, 0)
         output_tile, images_per_call = self._winograd_plan(hidden_states)
-        if images_per_call > 0:
+        return ("winograd", output_tile, images_per_call) if images_per_call else ("direct", 0, 0)
+
+    def _candidate_plans(self, hidden_states: torch.Tensor) -> list[tuple[str, int, int]]:
+        """Every algorithm that `prepare_for_inference(autotune=True)` times for `hidden_states`: direct, NNPACK where
+        allowed, and each Winograd tile size that a wide layer's transform budget admits (whatever its tile count)."""
+        plans = [("direct", 0, 0)]
+        if self._allows_nnpack(hidden_states):
+            plans.append(("nnpack", 0, 0))
+        in_channels, out_channels = self.in_channels, self.out_channels
+        if self.__dict__.get("_winograd", True) and 2 * in_channels * out_channels >= WINOGRAD_MIN_CHANNELS * (
+            in_channels + out_channels
+        ):
+            for output_tile in (2, 4) if self.__dict__.get("_winograd_4x4", True) else (2,):
+                one_image = _winograd_transform_bytes(hidden_states[:1], output_tile)
+                images_per_call = min(len(hidden_states), WINOGRAD_MAX_TRANSFORM_BYTES // one_image)
+                if images_per_call > 0:
+                    plans.append(("winograd", output_tile, images_per_call))
+        return plans
+
+    def _plan(self, hidden_states: torch.Tensor, cache: list, bias: torch.Tensor | None) -> tuple[str, int, int]:
+        """The algorithm of this call: the fixed thresholds' choice, or with `autotune` the candidate measured fastest
+        the first time this process saw the same layer, input shape and thread count (timing it on this call)."""
+        if not self.__dict__.get("_autotune", False):
+            return self._fixed_plan(hidden_states)
+        candidates = self._candidate_plans(hidden_states)
+        if len(candidates) == 1:
+            return candidates[0]
+        key = (
+            self.in_channels,
+            self.out_channels,
+            tuple(hidden_states.shape),
+            hidden_states.dtype,
+            torch.get_num_threads(),
+            tuple(candidates),
+        )
+        if key not in _AUTOTUNED_PLANS:
+            seconds = [self._time_plan(plan, hidden_states, cache, bias) for plan in candidates]
+            _AUTOTUNED_PLANS[key] = candidates[seconds.index(min(seconds))]
+            if _AUTOTUNED_PLANS[key][0] != "winograd":
+                cache[2] = None  # kernels of a candidate that lost
+        return _AUTOTUNED_PLANS[key]
+
+    def _time_plan(
+        self, plan: tuple[str, int, int], hidden_states: torch.Tensor, cache: list, bias: torch.Tensor | None
+    ) -> float:
+        """Seconds of the fastest of `AUTOTUNE_TIMED_CALLS` runs of `plan`, after a warm-up run."""
+        self._run_plan(plan, hidden_states, cache, bias)
+        seconds = []
+        for _ in range(AUTOTUNE_TIMED_CALLS):
+            start = time.perf_counter()
+            self._run_plan(plan, hidden_states, cache, bias)
+            seconds.append(time.perf_counter() - start)
+        return min(seconds)
+
+    def _run_plan(
+        self, plan: tuple[str, int, int], hidden_states: torch.Tensor, cache: list, bias: torch.Tensor | None
+    ) -> torch.Tensor:
+        name, output_tile, images_per_call = plan
+        if name == "nnpack":
+            return nnpack_conv3x3(hidden_states, cache[1], bias)
+        if name == "winograd":
             rows = images_per_call * _winograd_tiles(hidden_states, output_tile)
             kernels = self._winograd_kernels(cache, output_tile, rows <= WINOGRAD_OUTPUT_MAJOR_MAX_ROWS)
             if images_per_call == hidden_states.shape[0]:
@@ -314,6 +385,18 @@ class _InferenceConv2dMixin:
             return F.conv2d(hidden_states, cache[1], bias, self.stride, self.padding, self.dilation, self.groups)
         output = F.conv2d(hidden_states, cache[1], None, self.stride, self.padding, self.dilation, self.groups)
         return output.add_(bias[:, :, None, None])
+
+    def forward(self, hidden_states: torch.Tensor, image_bias: torch.Tensor | None = None) -> torch.Tensor:
+        """The convolution, plus `image_bias` `(batch_size, out_channels)` if given (see [`conv2d_with_image_bias`])."""
+        if records_for_autograd(self, hidden_states, *([] if image_bias is None else [image_bias])):
+            output = super().forward(hidden_states)
+            return output if image_bias is None else output + image_bias[:, :, None, None]
+        cache = self._inference_cache_entry()
+        if image_bias is None or self.bias is None:
+            bias = self.bias if image_bias is None else image_bias
+        else:
+            bias = image_bias + self.bias
+        return self._run_plan(self._plan(hidden_states, cache, bias), hidden_states, cache, bias)
 
 
 def conv2d_with_image_bias(conv: nn.Conv2d, hidden_states: torch.Tensor, image_bias: torch.Tensor) -> torch.Tensor:
@@ -337,11 +420,14 @@ def prepare_for_inference(
     chunked_attention: bool = True,
     inplace_activations: bool = True,
     winograd_4x4: bool = True,
+    autotune: bool = True,
 ) -> nn.Module:
     """
     Makes every 3x3 stride-1 zero-padded `nn.Conv2d` of `model` an inference convolution (in place); returns it. With
     `winograd=False` and `nnpack=False` the convolutions only cache their weights; `winograd_4x4=False` keeps the
-    Winograd calls at F(2x2, 3x3). `chunked_attention` switches the
+    Winograd calls at F(2x2, 3x3). With `autotune` each convolution runs the fastest of the algorithms these switches
+    allow, measured on this CPU on its first call per input shape (see `_AUTOTUNED_PLANS`); without it, the one the
+    thresholds of this module choose (the same in every process). `chunked_attention` switches the
     chunked inference path of the linear attention blocks on or off, `inplace_activations` the in-place inference
     path of the modules that have one (an `inplace_inference` attribute: the U-Nets' residual blocks).
     """
@@ -359,6 +445,7 @@ def prepare_for_inference(
             module.__dict__["_winograd"] = winograd
             module.__dict__["_winograd_4x4"] = winograd_4x4
             module.__dict__["_nnpack"] = nnpack
+            module.__dict__["_autotune"] = autotune
             module.__dict__.pop("_inference_cache", None)
     return model
 
@@ -373,22 +460,24 @@ class InferenceMixin:
         chunked_attention: bool = True,
         inplace_activations: bool = True,
         winograd_4x4: bool = True,
+        autotune: bool = True,
     ) -> "InferenceMixin":
         r"""
         Makes this model faster for inference on the CPU, in place, and returns it (in eval mode).
 
-        Every 3x3 convolution caches its effective weight (so spectral normalisation is computed once). With `nnpack`
-        the large ones (`NNPACK_MIN_*`) run through NNPACK's Winograd F(6x6, 3x3), when this PyTorch build has it;
-        with `winograd` the wide ones on small maps run as Winograd
-        F(2x2, 3x3) or, for calls with many output tiles, F(4x4, 3x3) convolutions, at the cost of keeping their
-        transformed kernels (16/9 or 36/9 of those weights) in memory; `winograd_4x4=False` keeps them at F(2x2, 3x3),
-        the smaller kernels. All compute the same convolution up to float rounding, within the released fixtures'
-        tolerance (F(2x2, 3x3): ~10x below oneDNN's rounding error, F(4x4, 3x3) 1-2x it; NNPACK: ~10x above it,
-        using 18-28 % of the tolerance when forced on every layer). With `chunked_attention` the linear attention blocks compute their no-grad CPU calls a few
-        thousand pixels at a time (1.2-4.4x faster per block, and ~0.8 GB less peak memory at 512 px), and with
-        `inplace_activations` the U-Nets' residual blocks update their activations in place. The state dict, the
-        config and training are unchanged: in training mode, or when gradients are needed, the convolutions and
-        blocks are the plain ones.
+        Every 3x3 convolution caches its effective weight (so spectral normalisation is computed once) and may run
+        as NNPACK's Winograd F(6x6, 3x3) (`nnpack`, large layers, when this PyTorch build has it) or as a Winograd
+        F(2x2, 3x3) or F(4x4, 3x3) convolution (`winograd`, wide layers; `winograd_4x4=False` keeps F(2x2, 3x3), whose
+        transformed kernels take 16/9 of the weights' memory instead of 36/9). With `autotune` (the default) each
+        convolution times the algorithms allowed on its first call per input shape and keeps the fastest on this CPU
+        (the first call at a new size is then a few times slower); without it, fixed thresholds tuned on an AVX2 CPU
+        choose. All compute the same convolution up to float rounding, within the released fixtures' tolerance
+        (F(2x2, 3x3): ~10x below oneDNN's rounding error, F(4x4, 3x3) 1-2x it; NNPACK: ~10x above it, using 18-28 %
+        of the tolerance when forced on every layer). With `chunked_attention` the linear attention blocks compute
+        their no-grad CPU calls a few thousand pixels at a time (1.2-4.4x faster per block, and ~0.8 GB less peak
+        memory at 512 px), and with `inplace_activations` the U-Nets' residual blocks update their activations in
+        place. The state dict, the config and training are unchanged: in training mode, or when gradients are
+        needed, the convolutions and blocks are the plain ones.
         """
-        prepare_for_inference(self, winograd, nnpack, chunked_attention, inplace_activations, winograd_4x4)
+        prepare_for_inference(self, winograd, nnpack, chunked_attention, inplace_activations, winograd_4x4, autotune)
         return self.eval()

@@ -306,6 +306,15 @@ def test_estimate_guidance_recipe_trains_and_assembles(data: dict[str, Path], tm
     pipeline = StrDiffusionInpaintPipeline.from_pretrained(tmp_path / "pipeline")
     assert (pipeline.config.structure_mean, pipeline.config.texture_guidance) == ("filled_gray", "estimate")
     assert pipeline.config.mean_fill == "biharmonic"
+    # a pipeline folder is a structure source too: its model_index.json records the settings the nets were trained with
+    for extra, error in (([], None), (["--mean_fill", "telea"], "--mean_fill biharmonic")):
+        args = parse_args("test", texture_script.add_arguments, [*texture_argv, *extra,
+                          "--structure_model_name_or_path", str(tmp_path / "pipeline")])  # fmt: skip
+        if error is None:
+            assert texture_script.load_structure_unet(args).config.in_channels == 1
+        else:
+            with pytest.raises(ArgumentValueError, match=error):
+                texture_script.load_structure_unet(args)
     edges_structure = structure_script.main(
         tiny_args(data, tmp_path / "structure_edges", "train_structure", "--max_train_steps", "1", *recipe)
     )

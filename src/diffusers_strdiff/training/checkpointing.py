@@ -128,9 +128,13 @@ def find_scheduler_folder(path: str) -> Path | None:
 def recorded_training_arg(path: str, name: str, default: str) -> str:
     """
     The value of argument `name` recorded in the `training_args.json` of the training output at `path` (the output
-    folder or one of its component folders); `default` for runs without that file or older than the argument.
+    folder or one of its component folders), or in the `model_index.json` of a pipeline folder (which records the
+    pipeline-level settings, e.g. `structure_mean` and `mean_fill`); `default` for runs without either file or older
+    than the argument.
     """
     for folder in (Path(path), Path(path).parent):
         if (folder / TRAINING_ARGS_FILE).is_file():
             return json.loads((folder / TRAINING_ARGS_FILE).read_text()).get(name, default)
+        if (folder / "model_index.json").is_file():
+            return json.loads((folder / "model_index.json").read_text()).get(name, default)
     return default

@@ -74,10 +74,10 @@ NNPACK_MIN_PIXELS = 64 * 64
 NNPACK_MIN_WORK = 64 * 2**20
 
 #: `prepare_for_inference(autotune=True)` (the default) times every algorithm a convolution may use (direct, NNPACK,
-#: Winograd F(2x2) and F(4x4)) the first time the process meets a layer shape, input shape and thread count, and keeps
-#: the fastest: which one wins depends on the CPU (measured, 2 threads: NNPACK and Winograd 1.1-2.6x faster than
-#: oneDNN's direct convolution on an AVX2 CPU; on an AVX-512 CPU the direct convolution is fastest on 128 x 128 maps
-#: and NNPACK 0.5-0.9x of it, Winograd 1.3-2.4x on 16-64 px maps). The choices, by key:
+#: Winograd F(2x2) and F(4x4)) the first time the process meets a layer shape, input shape, layout and thread count,
+#: and keeps the fastest: which one wins depends on the CPU (measured, 2 threads: NNPACK and Winograd 1.1-2.6x faster
+#: than oneDNN's direct convolution on an AVX2 CPU; on an AVX-512 CPU the direct convolution is fastest on 128 x 128
+#: maps and NNPACK 0.5-0.9x of it, Winograd 1.3-2.4x on 16-64 px maps). The choices, by key:
 _AUTOTUNED_PLANS: dict[tuple, tuple[str, int, int]] = {}
 #: Timed runs per candidate (after a warm-up run); the fastest counts.
 AUTOTUNE_TIMED_CALLS = 2
@@ -332,7 +332,8 @@ class _InferenceConv2dMixin:
 
     def _plan(self, hidden_states: torch.Tensor, cache: list, bias: torch.Tensor | None) -> tuple[str, int, int]:
         """The algorithm of this call: the fixed thresholds' choice, or with `autotune` the candidate measured fastest
-        the first time this process saw the same layer, input shape and thread count (timing it on this call)."""
+        the first time this process saw the same layer, input shape, layout, dtype and thread count (timing it on this
+        call)."""
         if not self.__dict__.get("_autotune", False):
             return self._fixed_plan(hidden_states)
         candidates = self._candidate_plans(hidden_states)
@@ -342,6 +343,7 @@ class _InferenceConv2dMixin:
             self.in_channels,
             self.out_channels,
             tuple(hidden_states.shape),
+            hidden_states.is_contiguous(),  # a channels-last input runs another direct kernel
             hidden_states.dtype,
             torch.get_num_threads(),
             tuple(candidates),

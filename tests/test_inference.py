@@ -582,3 +582,28 @@ def test_autotune_times_only_the_algorithms_switched_on(switches, expected, ever
         expected = {plan for plan in expected if plan[0] != "nnpack"}
     conv = inference.prepare_for_inference(torch.nn.Conv2d(6, 5, 3, padding=1).eval(), **switches)
     assert {plan[:2] for plan in conv._candidate_plans(torch.randn(1, 6, 8, 8))} == expected
+
+
+@torch.no_grad()
+@pytest.mark.parametrize(("fast_path_seconds", "keeps_direct"), [(0.95, True), (0.85, False)])
+def test_autotune_replaces_direct_only_beyond_its_margin(
+    fast_path_seconds, keeps_direct, every_algorithm_allowed, monkeypatch
+):
+    """Another algorithm replaces the direct convolution only when it is faster by more than `AUTOTUNE_MARGIN` (10 %):
+    measured times (injected here) of 1.0 s direct and 0.95 s for every other algorithm keep direct; 0.85 s does not
+    (the first of those algorithms is kept)."""
+    monkeypatch.setattr(
+        _InferenceConv2dMixin,
+        "_time_plan",
+        lambda self, plan, *args: 1.0 if plan[0] == "direct" else fast_path_seconds,
+    )
+    conv = inference.prepare_for_inference(torch.nn.Conv2d(6, 5, 3, padding=1).eval())
+    hidden_states = torch.randn(1, 6, 8, 8, generator=torch.Generator().manual_seed(0))
+    expected = torch.nn.functional.conv2d(hidden_states.double(), conv.weight.double(), conv.bias.double(), padding=1)
+    torch.testing.assert_close(
+        conv(hidden_states).double(), expected, rtol=1e-4, atol=1e-4 * expected.abs().max().item()
+    )
+    candidates = conv._candidate_plans(hidden_states)
+    assert len(candidates) >= 3
+    kept = conv._plan(hidden_states, conv._inference_cache, conv.bias)
+    assert kept == (candidates[0] if keeps_direct else candidates[1])

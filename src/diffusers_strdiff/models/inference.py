@@ -265,25 +265,37 @@ class _InferenceConv2dMixin:
             self.__dict__["_inference_cache"] = cache
         return cache
 
-    def _winograd_plan(self, hidden_states: torch.Tensor) -> tuple[int, int]:
+    def _winograd_calls(self, hidden_states: torch.Tensor) -> list[tuple[int, int]]:
         """
-        `(output_tile, images_per_call)` of a Winograd convolution of `hidden_states`: F(4x4, 3x3) where a call has at
-        least `WINOGRAD_F4_MIN_TILES` tiles (unless switched off by `prepare_for_inference(winograd_4x4=False)`), else
-        F(2x2, 3x3), in calls of as many images as the transform budget takes. `(0, 0)`: run direct.
+        `(output_tile, images_per_call)` of every Winograd convolution this layer may run on `hidden_states`: none for
+        a narrow layer (`WINOGRAD_MIN_CHANNELS`) or with `winograd=False`, else F(2x2, 3x3) and (unless
+        `winograd_4x4=False`) F(4x4, 3x3), each in calls of as many images as the transform budget takes, where one
+        image fits.
         """
         in_channels, out_channels = self.in_channels, self.out_channels
         if not (
             self.__dict__.get("_winograd", True)
             and 2 * in_channels * out_channels >= WINOGRAD_MIN_CHANNELS * (in_channels + out_channels)
         ):
-            return 0, 0
-        for output_tile in (4, 2) if self.__dict__.get("_winograd_4x4", True) else (2,):
+            return []
+        calls = []
+        for output_tile in (2, 4) if self.__dict__.get("_winograd_4x4", True) else (2,):
             one_image = _winograd_transform_bytes(hidden_states[:1], output_tile)
             images_per_call = min(len(hidden_states), WINOGRAD_MAX_TRANSFORM_BYTES // one_image)
-            tiles = images_per_call * _winograd_tiles(hidden_states, output_tile)
-            if images_per_call > 0 and (output_tile == 2 or tiles >= WINOGRAD_F4_MIN_TILES):
-                return output_tile, images_per_call
-        return 0, 0
+            if images_per_call > 0:
+                calls.append((output_tile, images_per_call))
+        return calls
+
+    def _winograd_plan(self, hidden_states: torch.Tensor) -> tuple[int, int]:
+        """
+        `(output_tile, images_per_call)` of a Winograd convolution of `hidden_states`: F(4x4, 3x3) where a call has at
+        least `WINOGRAD_F4_MIN_TILES` tiles (unless switched off by `prepare_for_inference(winograd_4x4=False)`), else
+        F(2x2, 3x3), in calls of as many images as the transform budget takes. `(0, 0)`: run direct.
+        """
+        calls = dict(self._winograd_calls(hidden_states))
+        if 4 in calls and calls[4] * _winograd_tiles(hidden_states, 4) >= WINOGRAD_F4_MIN_TILES:
+            return 4, calls[4]
+        return (2, calls[2]) if 2 in calls else (0, 0)
 
     @staticmethod
     def _winograd_kernels(cache: list, output_tile: int, output_major: bool) -> torch.Tensor:
@@ -324,15 +336,7 @@ class _InferenceConv2dMixin:
         plans = [("direct", 0, 0)]
         if self._allows_nnpack(hidden_states):
             plans.append(("nnpack", 0, 0))
-        in_channels, out_channels = self.in_channels, self.out_channels
-        if self.__dict__.get("_winograd", True) and 2 * in_channels * out_channels >= WINOGRAD_MIN_CHANNELS * (
-            in_channels + out_channels
-        ):
-            for output_tile in (2, 4) if self.__dict__.get("_winograd_4x4", True) else (2,):
-                one_image = _winograd_transform_bytes(hidden_states[:1], output_tile)
-                images_per_call = min(len(hidden_states), WINOGRAD_MAX_TRANSFORM_BYTES // one_image)
-                if images_per_call > 0:
-                    plans.append(("winograd", output_tile, images_per_call))
+        plans += [("winograd", output_tile, images) for output_tile, images in self._winograd_calls(hidden_states)]
         return plans
 
     def _plan(self, hidden_states: torch.Tensor, cache: list, bias: torch.Tensor | None) -> tuple[str, int, int]:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from accelerate import Accelerator
 from accelerate.logging import get_logger
+from diffusers import DiffusionPipeline
 from diffusers.models.modeling_utils import ModelMixin
 
 from ..schedulers import MeanRevertingSDEScheduler
@@ -135,6 +136,6 @@ def recorded_training_arg(path: str, name: str, default: str) -> str:
     for folder in (Path(path), Path(path).parent):
         if (folder / TRAINING_ARGS_FILE).is_file():
             return json.loads((folder / TRAINING_ARGS_FILE).read_text()).get(name, default)
-        if (folder / "model_index.json").is_file():
-            return json.loads((folder / "model_index.json").read_text()).get(name, default)
+        if (folder / DiffusionPipeline.config_name).is_file():
+            return json.loads((folder / DiffusionPipeline.config_name).read_text()).get(name, default)
     return default

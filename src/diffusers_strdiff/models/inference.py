@@ -34,6 +34,7 @@ The caches are keyed on the parameters' storage and version counters, so `load_s
 `.to(...)` invalidate them. Training mode and calls that need gradients use the plain convolution.
 """
 
+import functools
 import time
 
 import torch
@@ -87,9 +88,9 @@ AUTOTUNE_TIMED_CALLS = 2
 #: plain at 128 px on the AVX-512 CPU, the U-Nets unchanged within noise).
 AUTOTUNE_MARGIN = 0.1
 
-#: Kernel transforms G ((tile + 2) x 3) of Winograd F(tile x tile, 3x3), by output tile size (Lavin & Gray, 2016; the
-#: F(4x4) one with the interpolation points 0, +-1, +-2). The input (B^T) and output (A^T) transforms are written out
-#: in `_winograd_input_rows` and `_winograd_output_rows`.
+#: Transforms of Winograd F(tile x tile, 3x3) by output tile size (Lavin & Gray, 2016; F(4x4) with the interpolation
+#: points 0, +-1, +-2): the kernel transform G ((tile + 2) x 3), the input transform B^T ((tile + 2) x (tile + 2)) and
+#: the output transform A^T (tile x (tile + 2)).
 _WINOGRAD_G = {
     2: ((1.0, 0.0, 0.0), (0.5, 0.5, 0.5), (0.5, -0.5, 0.5), (0.0, 0.0, 1.0)),
     4: (
@@ -100,6 +101,21 @@ _WINOGRAD_G = {
         (1 / 24, -1 / 12, 1 / 6),
         (0.0, 0.0, 1.0),
     ),
+}
+_WINOGRAD_BT = {
+    2: ((1, 0, -1, 0), (0, 1, 1, 0), (0, -1, 1, 0), (0, 1, 0, -1)),
+    4: (
+        (4, 0, -5, 0, 1, 0),
+        (0, -4, -4, 1, 1, 0),
+        (0, 4, -4, -1, 1, 0),
+        (0, -2, -1, 2, 1, 0),
+        (0, 2, -1, -2, 1, 0),
+        (0, 4, 0, -5, 0, 1),
+    ),
+}
+_WINOGRAD_AT = {
+    2: ((1, 1, 1, 0), (0, 1, -1, -1)),
+    4: ((1, 1, 1, 1, 1, 0), (0, 1, -1, 2, -2, 0), (0, 1, 1, 4, 4, 0), (0, 1, -1, 8, -8, 1)),
 }
 
 
@@ -125,42 +141,19 @@ def winograd_weight(weight: torch.Tensor, output_tile: int = 2) -> torch.Tensor:
     return transformed
 
 
-def _winograd_input_rows(rows: list[torch.Tensor], out: list[torch.Tensor]) -> None:
-    """`out[i] = sum_k B^T[i, k] rows[k]`, the 1-D input transform, for 4 (F(2x2)) or 6 (F(4x4)) rows."""
-    if len(rows) == 4:  # B^T = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]]
-        d0, d1, d2, d3 = rows
-        torch.sub(d0, d2, out=out[0])
-        torch.add(d1, d2, out=out[1])
-        torch.sub(d2, d1, out=out[2])
-        torch.sub(d1, d3, out=out[3])
-        return
-    # B^T = [[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0], [0, -2, -1, 2, 1, 0],
-    #        [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]]
-    d0, d1, d2, d3, d4, d5 = rows
-    even, odd = torch.add(d4, d2, alpha=-4), torch.add(d3, d1, alpha=-4)
-    torch.add(even, odd, out=out[1])
-    torch.sub(even, odd, out=out[2])
-    even, odd = d4 - d2, d3 - d1
-    torch.add(even, odd, alpha=2, out=out[3])
-    torch.add(even, odd, alpha=-2, out=out[4])
-    torch.add(even, d0 - d2, alpha=4, out=out[0])
-    torch.add(d5 - d3, odd, alpha=-4, out=out[5])
-
-
-def _winograd_output_rows(rows: list[torch.Tensor], out: list[torch.Tensor]) -> None:
-    """`out[i] = sum_k A^T[i, k] rows[k]`, the 1-D output transform, for 4 (F(2x2)) or 6 (F(4x4)) rows."""
-    if len(rows) == 4:  # A^T = [[1, 1, 1, 0], [0, 1, -1, -1]]
-        m0, m1, m2, m3 = rows
-        torch.add(m0 + m1, m2, out=out[0])
-        torch.sub(m1 - m2, m3, out=out[1])
-        return
-    # A^T = [[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]]
-    m0, m1, m2, m3, m4, m5 = rows
-    sum_12, difference_12, sum_34, difference_34 = m1 + m2, m1 - m2, m3 + m4, m3 - m4
-    torch.add(m0 + sum_12, sum_34, out=out[0])
-    torch.add(difference_12, difference_34, alpha=2, out=out[1])
-    torch.add(sum_12, sum_34, alpha=4, out=out[2])
-    torch.add(difference_12 + m5, difference_34, alpha=8, out=out[3])
+@functools.lru_cache(maxsize=16)
+def _winograd_tile_transforms(
+    output_tile: int, dtype: torch.dtype, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """
+    The 2-D input and output transforms of one tile as matrices, `B^T (x) B^T` (`(tile + 2)**2` square) and
+    `A^T (x) A^T` (`tile**2 x (tile + 2)**2`): `B^T d B` of a tile `d` flattened row-major is `(B^T (x) B^T) vec(d)`.
+    """
+    input_transform = torch.tensor(_WINOGRAD_BT[output_tile], dtype=torch.float64)
+    output_transform = torch.tensor(_WINOGRAD_AT[output_tile], dtype=torch.float64)
+    return tuple(
+        torch.kron(transform, transform).to(device, dtype) for transform in (input_transform, output_transform)
+    )
 
 
 def winograd_conv3x3(
@@ -170,32 +163,36 @@ def winograd_conv3x3(
     `F.conv2d(hidden_states, weight, bias, padding=1)` as Winograd F(2x2, 3x3) or F(4x4, 3x3), with `transformed_weight
     = winograd_weight(weight, output_tile)` (16 or 36 kernels). `bias` is `(out_channels,)` or one per image,
     `(batch_size, out_channels)`. The result is a channels-last tensor.
+
+    Each step is one operator: the overlapping input tiles are gathered from the zero-padded channels-last input, both
+    passes of the input transform are one matrix product with `B^T (x) B^T`, the `(tile + 2)**2` kernel products one
+    `bmm`, both passes of the output transform one product with `A^T (x) A^T`, and the tiles are written into the
+    output together with the bias.
     """
     batch_size, in_channels, height, width = hidden_states.shape
     out_channels = transformed_weight.shape[-1]
     window = 4 if len(transformed_weight) == 16 else 6  # input tile: output tile + 2
     tile = window - 2
     tiles_h, tiles_w = -(-height // tile), -(-width // tile)
+    input_transform, output_transform = _winograd_tile_transforms(tile, hidden_states.dtype, hidden_states.device)
     # NHWC, zero-padded by 1 (plus up to tile - 1 rows/columns to complete the last tiles)
     padding = (0, 0, 1, 1 + tile * tiles_w - width, 1, 1 + tile * tiles_h - height)
-    padded = F.pad(hidden_states.permute(0, 2, 3, 1), padding)
-    # input transform B^T d B: rows, then columns
-    rows = hidden_states.new_empty(window, batch_size, tiles_h, padded.shape[2], in_channels)
-    _winograd_input_rows([padded[:, k : k + tile * tiles_h : tile] for k in range(window)], rows.unbind(0))
-    transformed = hidden_states.new_empty(window, window, batch_size, tiles_h, tiles_w, in_channels)
-    for row, out in zip(rows, transformed, strict=True):
-        _winograd_input_rows([row[:, :, k : k + tile * tiles_w : tile] for k in range(window)], out.unbind(0))
+    padded = F.pad(hidden_states.permute(0, 2, 3, 1), padding).contiguous()
+    row_stride, column_stride = padded.stride(1), padded.stride(2)
+    tiles = padded.as_strided(
+        (window, window, batch_size, tiles_h, tiles_w, in_channels),
+        (row_stride, column_stride, padded.stride(0), tile * row_stride, tile * column_stride, 1),
+    ).contiguous()
+    transformed = torch.mm(input_transform, tiles.view(window**2, -1))  # B^T d B of every tile and channel
     products = torch.bmm(transformed.view(window**2, -1, in_channels), transformed_weight)
-    products = products.view(window, window, batch_size, tiles_h, tiles_w, out_channels)
-    # output transform A^T m A: rows, then columns into the output tiles
-    rows = hidden_states.new_empty(tile, window, batch_size, tiles_h, tiles_w, out_channels)
-    _winograd_output_rows(products.unbind(0), rows.unbind(0))
+    output_tiles = torch.mm(output_transform, products.view(window**2, -1))  # A^T m A
+    output_tiles = output_tiles.view(tile, tile, batch_size, tiles_h, tiles_w, out_channels).permute(2, 3, 0, 4, 1, 5)
     output = hidden_states.new_empty(batch_size, tiles_h, tile, tiles_w, tile, out_channels)
-    for index, row in enumerate(rows):
-        _winograd_output_rows(row.unbind(0), output[:, :, index].unbind(3))
+    if bias is None:
+        output.copy_(output_tiles)
+    else:
+        torch.add(output_tiles, bias if bias.dim() == 1 else bias[:, None, None, None, None, :], out=output)
     output = output.view(batch_size, tile * tiles_h, tile * tiles_w, out_channels)[:, :height, :width]
-    if bias is not None:
-        output = output + (bias if bias.dim() == 1 else bias[:, None, None, :])
     return output.permute(0, 3, 1, 2)
 
 

@@ -153,6 +153,26 @@ def test_winograd_weight_is_transformed_in_blocks_of_output_channels(output_tile
         assert (output.double() - expected).abs().max() <= 2e-5 * expected.abs().max()
 
 
+@pytest.mark.parametrize("output_tile", [2, 4])
+def test_winograd_conv3x3_of_either_memory_layout_with_any_bias(output_tile: int) -> None:
+    """Contiguous and channels-last inputs (the tiles are gathered from the padded input's strides), no bias, one bias
+    and one bias per image: each equals a float64 direct convolution to 2e-5 of the output's range."""
+    generator = torch.Generator().manual_seed(1)
+    weight = torch.randn(7, 6, 3, 3, generator=generator)
+    transformed = inference.winograd_weight(weight, output_tile)
+    hidden_states = torch.randn(3, 6, 10, 13, generator=generator)
+    image_bias = torch.randn(3, 7, generator=generator)
+    for bias in (None, image_bias[0], image_bias):
+        expected_bias = None if bias is None else bias.double().reshape(-1, 7)[..., None, None]
+        expected = torch.nn.functional.conv2d(hidden_states.double(), weight.double(), padding=1)
+        if expected_bias is not None:
+            expected = expected + expected_bias
+        for layout in (torch.contiguous_format, torch.channels_last):
+            output = inference.winograd_conv3x3(hidden_states.contiguous(memory_format=layout), transformed, bias)
+            assert output.shape == expected.shape
+            assert (output.double() - expected).abs().max() <= 2e-5 * expected.abs().max()
+
+
 def test_winograd_weight_rejects_other_tile_sizes() -> None:
     with pytest.raises(ValueError, match="output_tile"):
         inference.winograd_weight(torch.zeros(2, 2, 3, 3), output_tile=6)

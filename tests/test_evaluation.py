@@ -308,6 +308,37 @@ def test_distribution_metrics_with_a_small_feature_extractor():
     )
 
 
+def test_kid_uncertainty_script_matches_torchmetrics_kid():
+    """`scripts/kid_uncertainty.py`'s KID equals torchmetrics' (one subset of all images, as `strdiff evaluate` uses
+    for buckets of at most 50 images), and its jackknife standard error follows the textbook formula."""
+    from torchmetrics.image.kid import KernelInceptionDistance
+
+    path = Path(__file__).parents[1] / "scripts/kid_uncertainty.py"
+    spec = importlib.util.spec_from_file_location("kid_uncertainty_script", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+
+    class Identity(torch.nn.Module):
+        def forward(self, features: torch.Tensor) -> torch.Tensor:
+            return features
+
+    generator = torch.Generator().manual_seed(0)
+    real = torch.randn(12, 5, generator=generator, dtype=torch.float64)
+    fake = 0.7 * torch.randn(12, 5, generator=generator, dtype=torch.float64) + 0.3
+    metric = KernelInceptionDistance(feature=Identity(), subsets=1, subset_size=12)
+    metric.update(real, real=True)
+    metric.update(fake, real=False)
+    expected, _ = metric.compute()
+    assert script.kid_unbiased(real, fake) == pytest.approx(float(expected), rel=1e-9, abs=1e-12)
+    assert script.kid_unbiased(real, fake) > script.kid_unbiased(real, real[torch.randperm(12, generator=generator)])
+
+    left_out = np.array([1.0, 2.0, 4.0])
+    assert script.jackknife(left_out) == pytest.approx(
+        np.sqrt(2 / 3 * ((1 - 7 / 3) ** 2 + (2 - 7 / 3) ** 2 + (4 - 7 / 3) ** 2))
+    )
+    assert script.jackknife(np.full(5, 0.25)) == 0.0
+
+
 def test_inception_preprocessing():
     images = torch.tensor([0, 128, 255], dtype=torch.uint8).view(1, 3, 1, 1).expand(1, 3, 4, 4)
     processed = InceptionFeatureExtractor.preprocess(images)

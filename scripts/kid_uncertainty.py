@@ -29,6 +29,7 @@ from diffusers_strdiff.evaluation import (
     build_methods,
     evaluate,
 )
+from diffusers_strdiff.evaluation.methods import _to_uint8_hwc
 
 
 def kid_unbiased(real: torch.Tensor, fake: torch.Tensor) -> float:
@@ -74,7 +75,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.reference not in results.methods:
         parser.error(f"--reference {args.reference!r} is not among the evaluated methods {results.methods}.")
     extractor = InceptionFeatureExtractor(cache_dir=cache_dir / "_inception")
-    truths = {sample.sample_id: sample for sample in samples}
+    truths = {sample.sample_id: _to_uint8_hwc(sample.image) for sample in samples}
+    outputs = {(record.method, record.sample_id): record.output for record in results.records}
     lines = [
         f"KID with jackknife standard errors ({len(samples)} samples, {args.resolution} px, seed {args.seed}; "
         f"differences against `{args.reference}`, negative: lower KID than it).",
@@ -84,9 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ids = [sample.sample_id for sample in samples if sample.bucket == bucket]
         if len(ids) > KID_MAX_SUBSET_SIZE:
             parser.error(f"Bucket {bucket} has {len(ids)} samples; KID is then an average over random subsets.")
-        real_images = [(truths[i].image.permute(1, 2, 0) * 255).round().to(torch.uint8).numpy() for i in ids]
-        real = features_of(real_images, extractor)
-        outputs = {(record.method, record.sample_id): record.output for record in results.records}
+        real = features_of([truths[i] for i in ids], extractor)
         fake = {method: features_of([outputs[method, i] for i in ids], extractor) for method in results.methods}
         keep = [[j for j in range(len(ids)) if j != left_out] for left_out in range(len(ids))]
         left_out_kid = {
@@ -99,13 +99,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             "| method | KID | jackknife SE | KID - reference | SE of the difference | z |",
             "|---|---:|---:|---:|---:|---:|",
         ]
+        kid = {method: kid_unbiased(real, fake[method]) for method in results.methods}
         for method in results.methods:
-            kid = kid_unbiased(real, fake[method])
-            difference = kid - kid_unbiased(real, fake[args.reference])
+            difference = kid[method] - kid[args.reference]
             difference_se = jackknife(left_out_kid[method] - left_out_kid[args.reference])
             z = f"{difference / difference_se:+.1f}" if difference_se > 0 else "-"
             lines.append(
-                f"| {method} | {kid:+.4f} | {jackknife(left_out_kid[method]):.4f} | {difference:+.4f} | "
+                f"| {method} | {kid[method]:+.4f} | {jackknife(left_out_kid[method]):.4f} | {difference:+.4f} | "
                 f"{difference_se:.4f} | {z} |"
             )
         lines.append("")

@@ -21,7 +21,7 @@ from scipy.ndimage import gaussian_filter
 
 from diffusers_strdiff import DEFAULT_CHECKPOINT
 from diffusers_strdiff.evaluation.eval_set import build_eval_set
-from diffusers_strdiff.evaluation.methods import build_methods
+from diffusers_strdiff.evaluation.methods import _to_uint8_hwc, build_methods
 from diffusers_strdiff.evaluation.metrics import InceptionFeatureExtractor, distribution_metrics, psnr
 from diffusers_strdiff.evaluation.run import evaluate
 
@@ -76,7 +76,7 @@ def main() -> None:
         for bucket in BUCKETS:
             real, fake, scores = [], [], []
             for sample in (sample for sample in samples if sample.bucket == bucket):
-                truth = (sample.image.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+                truth = _to_uint8_hwc(sample.image)
                 blended = blend(
                     kind,
                     weight,

@@ -148,22 +148,42 @@ def test_fill_keeps_known_pixels_and_never_reads_the_hole(method: str) -> None:
         assert torch.equal(filled[~known], torch.zeros_like(filled[~known]))
 
 
-@pytest.mark.parametrize("method", ["telea", "biharmonic", "pyramid"])
+@pytest.mark.parametrize("method", ["telea", "biharmonic", "pyramid", "patchmatch"])
 def test_fill_continues_the_colour_around_the_hole(method: str) -> None:
     """
-    A flat image is filled with its colour (exactly by the push-pull and biharmonic fills up to float error; Telea's
-    fast-marching weights drift by a few 8-bit levels); a left/right split keeps each side's colour far from the border.
+    A flat image is filled with its colour (exactly by the push-pull and biharmonic fills up to float error, by
+    PatchMatch up to its 8-bit rounding; Telea's fast-marching weights drift by a few 8-bit levels); a left/right split
+    keeps each side's colour far from the border.
     """
     colour = torch.tensor([0.2, 0.6, 0.8]).view(1, 3, 1, 1)
     known_mask = torch.ones(1, 1, 32, 32)
     known_mask[..., 8:24, 8:24] = 0
     flat = fill_hole(colour.expand(1, 3, 32, 32), known_mask, method)
-    tolerance = 4 / 255 if method == "telea" else 1e-6
+    tolerance = {"telea": 4 / 255, "patchmatch": 0.5 / 255}.get(method, 1e-6)
     assert (flat - colour).abs().max().item() <= tolerance
     split = torch.zeros(1, 3, 32, 32)
     split[..., 16:] = 1.0
     filled = fill_hole(split, known_mask, method)
     assert filled[..., 10:22, 9].max().item() < 0.35 and filled[..., 10:22, 22].min().item() > 0.65
+
+
+def test_patchmatch_fill_copies_known_texture_deterministically() -> None:
+    """
+    The hole of a fine checkerboard is filled with its texture (copied patches: every filled pixel within 0.15 of
+    black or white, the board's contrast kept, where the smooth fills blur it to a standard deviation below 0.15),
+    the same on every call; a 1-channel image is filled like its gray RGB version.
+    """
+    rows, columns = torch.meshgrid(torch.arange(32), torch.arange(32), indexing="ij")
+    board = ((rows // 2 + columns // 2) % 2).float().expand(1, 3, 32, 32)
+    known_mask = torch.ones(1, 1, 32, 32)
+    known_mask[..., 10:22, 6:26] = 0
+    filled = fill_hole(board, known_mask, "patchmatch")
+    hole = filled[:, :, 10:22, 6:26]
+    assert ((hole - hole.round()).abs() < 0.15).all() and hole.std().item() > 0.45
+    assert fill_hole(board, known_mask, "biharmonic")[:, :, 10:22, 6:26].std().item() < 0.15
+    assert torch.equal(filled, fill_hole(board, known_mask, "patchmatch"))
+    gray = fill_hole(board[:, :1], known_mask, "patchmatch")
+    assert gray.shape == (1, 1, 32, 32) and torch.equal(gray, filled[:, :1])
 
 
 def test_fill_rejects_unknown_methods() -> None:
@@ -237,6 +257,37 @@ def test_mean_fill_is_saved_and_restored(tmp_path: Path) -> None:
     assert reloaded.texture_unet.config.known_mask_channel and reloaded.structure_unet.config.known_mask_channel
     with pytest.raises(ValueError, match="mean_fill"):
         StrDiffusionInpaintPipeline(None, pipeline.texture_unet, pipeline.scheduler, mean_fill="blur")
+
+
+def test_structure_fill_fills_the_structure_mean_independently(tmp_path: Path) -> None:
+    """
+    `structure_fill` fills the `filled_gray` structure mean while `mean_fill` fills the texture mean; `None` (the
+    default, and pipelines saved before the option) falls back to `mean_fill`; it is saved and restored.
+    """
+    pipeline = _residual_pipeline("telea", guided=True)
+    image = torch.rand(1, 3, 24, 28, generator=torch.Generator().manual_seed(4))
+    known_mask = _hole_mask(24, 28)
+
+    def means(pipeline: StrDiffusionInpaintPipeline) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        conditions = pipeline.prepare_conditions(image, known_mask, "known_pixels", 3.0, None, None)
+        return conditions.texture_mu, conditions.structure_mu, conditions.known_gray
+
+    pipeline.register_to_config(structure_mean="filled_gray")
+    texture_mu, structure_mu, gray = means(pipeline)
+    assert pipeline.structure_fill == "telea"
+    assert_close(texture_mu, fill_hole(image, known_mask, "telea"), atol=1e-6, rtol=0)
+    assert_close(structure_mu, fill_hole(gray, known_mask, "telea"), atol=1e-6, rtol=0)
+    pipeline.register_to_config(structure_fill="biharmonic")
+    pipeline.save_pretrained(tmp_path)
+    reloaded = StrDiffusionInpaintPipeline.from_pretrained(tmp_path)
+    reloaded.set_progress_bar_config(disable=True)
+    assert (reloaded.config.mean_fill, reloaded.structure_fill) == ("telea", "biharmonic")
+    texture_mu_split, structure_mu_split, _ = means(reloaded)
+    assert torch.equal(texture_mu_split, texture_mu)
+    assert_close(structure_mu_split, fill_hole(gray, known_mask, "biharmonic"), atol=1e-6, rtol=0)
+    assert not torch.allclose(structure_mu_split, structure_mu)
+    with pytest.raises(ValueError, match="structure_fill"):
+        StrDiffusionInpaintPipeline(None, pipeline.texture_unet, pipeline.scheduler, structure_fill="blur")
 
 
 def test_default_num_inference_steps_applies_to_posterior_samplers(tmp_path: Path) -> None:

@@ -289,7 +289,8 @@ def test_estimate_guidance_recipe_trains_and_assembles(data: dict[str, Path], tm
         model = texture_script.build_model(args)
         loss = texture_script.compute_loss(
             model, _fixed_batch(args), build_noise_scheduler(args), torch.Generator().manual_seed(0),
-            args.mean_fill, args.structure_mean, texture_script.load_structure_unet(args),
+            mean_fill=args.mean_fill, structure_mean_kind=args.structure_mean, structure_fill=args.structure_fill,
+            structure_unet=texture_script.load_structure_unet(args),
         )  # fmt: skip
         losses.append(loss.item())
     assert losses[0] != losses[1]
@@ -305,9 +306,14 @@ def test_estimate_guidance_recipe_trains_and_assembles(data: dict[str, Path], tm
     )  # fmt: skip
     pipeline = StrDiffusionInpaintPipeline.from_pretrained(tmp_path / "pipeline")
     assert (pipeline.config.structure_mean, pipeline.config.texture_guidance) == ("filled_gray", "estimate")
-    assert pipeline.config.mean_fill == "biharmonic"
-    # a pipeline folder is a structure source too: its model_index.json records the settings the nets were trained with
-    for extra, error in (([], None), (["--mean_fill", "telea"], "--mean_fill biharmonic")):
+    assert pipeline.config.mean_fill == pipeline.structure_fill == "biharmonic"
+    # a pipeline folder is a structure source too: its model_index.json records the settings the nets were trained with;
+    # the structure mean's fill must match it, the texture mean's may differ (`--structure_fill`)
+    for extra, error in (
+        ([], None),
+        (["--mean_fill", "telea"], "--structure_fill biharmonic"),
+        (["--mean_fill", "telea", "--structure_fill", "biharmonic"], None),
+    ):
         args = parse_args("test", texture_script.add_arguments, [*texture_argv, *extra,
                           "--structure_model_name_or_path", str(tmp_path / "pipeline")])  # fmt: skip
         if error is None:
@@ -315,6 +321,22 @@ def test_estimate_guidance_recipe_trains_and_assembles(data: dict[str, Path], tm
         else:
             with pytest.raises(ArgumentValueError, match=error):
                 texture_script.load_structure_unet(args)
+    split_fill = texture_script.main(
+        tiny_args(data, tmp_path / "texture_split", "train_texture", "--max_train_steps", "1", "--structure_mean",
+                  "filled_gray", "--texture_guidance", "estimate", *recipe[:4], "telea", "--structure_fill",
+                  "biharmonic", "--structure_model_name_or_path", str(structures[0].output_dir))
+    )  # fmt: skip
+    assemble.main(["--structure", str(structures[0].output_dir), "--texture", str(split_fill.output_dir),
+                   "--output_dir", str(tmp_path / "pipeline_split")])  # fmt: skip
+    split_pipeline = StrDiffusionInpaintPipeline.from_pretrained(tmp_path / "pipeline_split")
+    assert (split_pipeline.config.mean_fill, split_pipeline.structure_fill) == ("telea", "biharmonic")
+    telea_structure = structure_script.main(
+        tiny_args(data, tmp_path / "structure_telea", "train_structure", "--max_train_steps", "1", "--structure_mean",
+                  "filled_gray", *recipe[:4], "telea")
+    )  # fmt: skip
+    with pytest.raises(ArgumentValueError, match="'telea'"):
+        assemble.main(["--structure", str(telea_structure.output_dir), "--texture", str(split_fill.output_dir),
+                       "--output_dir", str(tmp_path / "bad_fill")])  # fmt: skip
     edges_structure = structure_script.main(
         tiny_args(data, tmp_path / "structure_edges", "train_structure", "--max_train_steps", "1", *recipe)
     )

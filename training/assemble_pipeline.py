@@ -5,8 +5,9 @@ Each of `--structure`, `--texture` and `--discriminator` is a training output fo
 `texture_unet/` or `discriminator/`) or that component folder itself. The scheduler comes from `--scheduler`, else from
 the `scheduler/` folder saved next to the texture (or structure) network; all the schedulers found must agree on T
 and on the prediction type (one scheduler serves both processes). The texture mean's fill (`mean_fill`) comes from
-`--mean_fill`, else from the `training_args.json` of the texture run; the structure mean (`structure_mean`) from that of
-the structure run, and the texture guidance (`texture_guidance`) from that of the texture run. `--sampler` and `--default_num_inference_steps`
+`--mean_fill`, else from the `training_args.json` of the texture run; the structure mean (`structure_mean`) and its
+fill (`structure_fill`) from that of the structure run, and the texture guidance (`texture_guidance`) from that of the
+texture run. `--sampler` and `--default_num_inference_steps`
 make a recommended sampler the pipeline's default (what `pipe(image=..., mask_image=...)` runs).
 
     python training/assemble_pipeline.py --structure OUT_S --texture OUT_T --discriminator OUT_D --output_dir PIPELINE
@@ -26,6 +27,7 @@ from diffusers_strdiff.training import (
     ArgumentValueError,
     find_scheduler_folder,
     load_component,
+    recorded_structure_fill,
     recorded_training_arg,
     run_script,
     write_model_card,
@@ -111,12 +113,11 @@ def texture_mean_fill(args: argparse.Namespace) -> str:
     return recorded_training_arg(args.texture, "mean_fill", "zeros")
 
 
-def structure_settings(args: argparse.Namespace, mean_fill: str) -> dict[str, str]:
+def structure_settings(args: argparse.Namespace) -> dict[str, str]:
     """
-    `structure_mean` (recorded by the structure run) and `texture_guidance` (recorded by the texture run); released
-    values for runs older than the options. Raises when a texture net trained with estimate guidance meets a structure
-    net of another structure mean, or a `filled_gray` structure net was trained with another fill than the pipeline's
-    `mean_fill`.
+    `structure_mean` and `structure_fill` (recorded by the structure run) and `texture_guidance` (recorded by the
+    texture run); released values for runs older than the options. Raises when a texture net trained with estimate
+    guidance meets a structure net of another structure mean or another `filled_gray` fill than it was trained with.
     """
     texture_guidance = recorded_training_arg(args.texture, "texture_guidance", "state")
     if args.structure is None:
@@ -128,13 +129,14 @@ def structure_settings(args: argparse.Namespace, mean_fill: str) -> dict[str, st
             f"The texture net was trained with the estimates of a structure net with structure_mean={trained_with!r}, "
             f"--structure {args.structure!r} has structure_mean={structure_mean!r}."
         )
-    structure_fill = recorded_training_arg(args.structure, "mean_fill", "zeros")
-    if structure_mean == "filled_gray" and structure_fill != mean_fill:
+    structure_fill = recorded_structure_fill(args.structure)
+    texture_trained_with = recorded_structure_fill(args.texture)
+    if structure_mean == "filled_gray" and texture_guidance == "estimate" and structure_fill != texture_trained_with:
         raise ArgumentValueError(
-            f"The structure net fills its mean's hole with {structure_fill!r}, the pipeline's mean_fill is "
-            f"{mean_fill!r}: structure_mean='filled_gray' uses the pipeline's mean_fill."
+            f"The structure net fills its mean's hole with {structure_fill!r}, the texture net was trained with the "
+            f"estimates of a structure mean filled with {texture_trained_with!r}."
         )
-    return {"structure_mean": structure_mean, "texture_guidance": texture_guidance}
+    return {"structure_mean": structure_mean, "texture_guidance": texture_guidance, "structure_fill": structure_fill}
 
 
 def build_pipeline(args: argparse.Namespace) -> StrDiffusionInpaintPipeline:
@@ -155,7 +157,7 @@ def build_pipeline(args: argparse.Namespace) -> StrDiffusionInpaintPipeline:
         ),
         mean_fill=mean_fill,
         default_num_inference_steps=args.default_num_inference_steps,
-        **structure_settings(args, mean_fill),
+        **structure_settings(args),
     )
 
 

@@ -3,7 +3,8 @@
 
 Per batch (as released `train/discriminator`): t ~ U{2..T}, y_t ~ texture marginal (y0 = image, mu_y = image * known
 mask, or with `--mean_fill` the coarse fill the texture net was trained with), structure guidance x*_{t-1} = Eq.4
-structure optimum from the ground-truth grayscale at the same t (around the `--structure_mean` of the structure net),
+structure optimum from the ground-truth grayscale at the same t (around the `--structure_mean` of the structure net,
+filled with `--structure_fill`),
 and the texture optimum y*_{t-1} = Eq.4(y_t, y0). Logits: real = D(t, y*_{t-1}, x*_{t-1}), fake = D(t, y_t, x*_{t-1}),
 anchor = D(t, y*_{t-1} M + y_t (1 - M), x*_{t-1}). Loss = mean softplus(-real) + mean softplus(fake) +
 TripletMarginLoss(margin 1, p 2)(anchor, real, fake). Adam lr 1e-4, betas (0.5, 0.99).
@@ -91,12 +92,13 @@ def discriminator_logits(
     generator: torch.Generator,
     mean_fill: str = "zeros",
     structure_mean_kind: str = "edges",
+    structure_fill: str = "zeros",
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The (real, fake, anchor) logits of a batch, each of shape (B,), with the released sampling of states."""
     image, known_mask = batch["image"], batch["known_mask"]
     mu = fill_hole(image, known_mask, mean_fill)
     timesteps, noisy = noisy_state(image, mu, scheduler, generator)
-    structure_mu = structure_mean(batch["gray"], batch["edges"], known_mask, structure_mean_kind, mean_fill)
+    structure_mu = structure_mean(batch["gray"], batch["edges"], known_mask, structure_mean_kind, structure_fill)
     structure = oracle_structure(batch["gray"], structure_mu, timesteps, scheduler, generator)
     optimum = scheduler.optimal_reverse_state(noisy, image, timesteps, mu)
     real = model(optimum, timesteps, structure)
@@ -119,9 +121,10 @@ def compute_loss(
     generator: torch.Generator,
     mean_fill: str = "zeros",
     structure_mean_kind: str = "edges",
+    structure_fill: str = "zeros",
 ) -> torch.Tensor:
     return discriminator_loss(
-        *discriminator_logits(model, batch, scheduler, generator, mean_fill, structure_mean_kind)
+        *discriminator_logits(model, batch, scheduler, generator, mean_fill, structure_mean_kind, structure_fill)
     )
 
 
@@ -133,6 +136,7 @@ def validate(
     batch_size: int,
     mean_fill: str = "zeros",
     structure_mean_kind: str = "edges",
+    structure_fill: str = "zeros",
 ) -> ValidationResult:
     """
     Real / fake accuracy (logit > 0 / < 0), ranking accuracy (real > fake), mean logits and loss on the held-out
@@ -145,7 +149,9 @@ def validate(
         size = chunk["image"].shape[0]
         if not is_valid_batch_size(size):
             chunk = {name: tensor[: size - size % 4] for name, tensor in chunk.items()}
-        real, fake, anchor = discriminator_logits(model, chunk, scheduler, generator, mean_fill, structure_mean_kind)
+        real, fake, anchor = discriminator_logits(
+            model, chunk, scheduler, generator, mean_fill, structure_mean_kind, structure_fill
+        )
         logits.append((real, fake))
         losses.append(discriminator_loss(real, fake, anchor) * real.shape[0])
     real = torch.cat([pair[0] for pair in logits])
@@ -167,13 +173,17 @@ def main(argv: Sequence[str] | None = None) -> TrainingResult | None:
         component_name=COMPONENT_NAME,
         build_model=build_model,
         compute_loss=functools.partial(
-            compute_loss, mean_fill=args.mean_fill, structure_mean_kind=args.structure_mean
+            compute_loss,
+            mean_fill=args.mean_fill,
+            structure_mean_kind=args.structure_mean,
+            structure_fill=args.structure_fill,
         ),
         validate=functools.partial(
             validate,
             batch_size=args.train_batch_size,
             mean_fill=args.mean_fill,
             structure_mean_kind=args.structure_mean,
+            structure_fill=args.structure_fill,
         ),
         description=(
             "The discriminator of StrDiffusion (Liu et al., CVPR 2024): a time-dependent DDGAN-style discriminator "

@@ -2,7 +2,7 @@
 """Trains the StrDiffusion structure network: a 1-channel U-Net denoising grayscale -> masked Canny edges.
 
 Structure SDE: x0 = grayscale image, mu_x = Canny edges (sigma 3.0) * known mask (released; `--structure_mean
-filled_gray` uses the known grayscale with the hole filled by `--mean_fill` instead). Per batch, t ~ U{2..T},
+filled_gray` uses the known grayscale with the hole filled by `--structure_fill` instead). Per batch, t ~ U{2..T},
 x_t ~ marginal(x0, t). With `--prediction_type epsilon` the network's noise prediction gives the reverse-SDE mean
 step, matched (L1, hole x10) to the Eq.4 optimum x*_{t-1}(x_t, x0) (released `train/structure`); with `sample` /
 `residual` its x0 estimate is matched to x0 with the same loss.
@@ -74,11 +74,11 @@ def compute_loss(
     scheduler: MeanRevertingSDEScheduler,
     generator: torch.Generator,
     mean: str = "edges",
-    mean_fill: str = "zeros",
+    structure_fill: str = "zeros",
 ) -> torch.Tensor:
     """[`denoising_loss`] of the structure net (released MatchingLoss for the noise prediction)."""
     gray, known_mask = batch["gray"], batch["known_mask"]
-    mu = structure_mean(gray, batch["edges"], known_mask, mean, mean_fill)
+    mu = structure_mean(gray, batch["edges"], known_mask, mean, structure_fill)
     timesteps, noisy = noisy_state(gray, mu, scheduler, generator)
     output = structure_prediction(model, noisy, timesteps, mu, known_mask)
     return denoising_loss(output, timesteps, noisy, gray, mu, known_mask, scheduler)
@@ -114,11 +114,11 @@ def validate(
     scheduler: MeanRevertingSDEScheduler,
     generator: torch.Generator,
     mean: str = "edges",
-    mean_fill: str = "zeros",
+    structure_fill: str = "zeros",
 ) -> ValidationResult:
     """Structure sampling on the held-out images: grid of structure mean / predicted gray / GT gray, and its PSNR."""
     gray, known_mask = batch["gray"], batch["known_mask"]
-    mu = structure_mean(gray, batch["edges"], known_mask, mean, mean_fill)
+    mu = structure_mean(gray, batch["edges"], known_mask, mean, structure_fill)
     predicted = sample_structure(model, gray * known_mask, mu, known_mask, scheduler, generator)
     return ValidationResult(
         grid=image_grid([mu, predicted.clamp(0, 1), gray]), metrics={"psnr": psnr(predicted, gray).mean().item()}
@@ -130,12 +130,12 @@ def main(argv: Sequence[str] | None = None) -> TrainingResult | None:
     task = TrainingTask(
         component_name=COMPONENT_NAME,
         build_model=build_model,
-        compute_loss=functools.partial(compute_loss, mean=args.structure_mean, mean_fill=args.mean_fill),
-        validate=functools.partial(validate, mean=args.structure_mean, mean_fill=args.mean_fill),
+        compute_loss=functools.partial(compute_loss, mean=args.structure_mean, structure_fill=args.structure_fill),
+        validate=functools.partial(validate, mean=args.structure_mean, structure_fill=args.structure_fill),
         description=(
             "The structure network of StrDiffusion (Liu et al., CVPR 2024): a 1-channel U-Net denoising the structure "
             f"mean-reverting SDE (x0 = grayscale image, mu = `{args.structure_mean}` of the known region, hole fill "
-            f"`{args.mean_fill}`), predicting `{args.prediction_type}`. Combine it with a texture network and a "
+            f"`{args.structure_fill}`), predicting `{args.prediction_type}`. Combine it with a texture network and a "
             "discriminator with `training/assemble_pipeline.py`."
         ),
     )

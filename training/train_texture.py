@@ -58,6 +58,7 @@ from diffusers_strdiff.training import (
     noisy_state,
     oracle_structure,
     parse_args,
+    recorded_structure_fill,
     recorded_training_arg,
     run_script,
     train,
@@ -141,6 +142,7 @@ def compute_loss(
     generator: torch.Generator,
     mean_fill: str = "zeros",
     structure_mean_kind: str = "edges",
+    structure_fill: str = "zeros",
     structure_unet: StrDiffusionUNet2DModel | None = None,
     critic: torch.nn.Module | None = None,
     adversarial: bool = True,
@@ -158,7 +160,7 @@ def compute_loss(
     guidance = None
     if unet_config(model).guidance_channels > 0:
         gray = batch["gray"]
-        structure_mu = structure_mean(gray, batch["edges"], known_mask, structure_mean_kind, mean_fill)
+        structure_mu = structure_mean(gray, batch["edges"], known_mask, structure_mean_kind, structure_fill)
         if structure_unet is None:
             guidance = oracle_structure(gray, structure_mu, timesteps, scheduler, generator)
         else:
@@ -197,6 +199,7 @@ def inpaint_with_oracle_structure(
     generator: torch.Generator,
     mean_fill: str = "zeros",
     structure_mean_kind: str = "edges",
+    structure_fill: str = "zeros",
 ) -> torch.Tensor:
     """
     Texture reverse process T..1 guided at every step by the oracle structure of training (unguided for the
@@ -204,7 +207,7 @@ def inpaint_with_oracle_structure(
     """
     image, known_mask = batch["image"], batch["known_mask"]
     mu = fill_hole(image, known_mask, mean_fill)
-    structure_mu = structure_mean(batch["gray"], batch["edges"], known_mask, structure_mean_kind, mean_fill)
+    structure_mu = structure_mean(batch["gray"], batch["edges"], known_mask, structure_mean_kind, structure_fill)
     scheduler.set_timesteps()
     sample = scheduler.initial_sample(mu, torch.randn(mu.shape, generator=generator, device=mu.device))
     for timestep in scheduler.timesteps.tolist():
@@ -225,12 +228,15 @@ def validate(
     canny_sigma: float | None = None,
     mean_fill: str = "zeros",
     structure_mean_kind: str = "edges",
+    structure_fill: str = "zeros",
     texture_guidance: str = "state",
 ) -> ValidationResult:
     """Inpaints the held-out images: grid of masked input / output / ground truth, and the PSNR."""
     image, known_mask = batch["image"], batch["known_mask"]
     if structure_unet is None:
-        output = inpaint_with_oracle_structure(model, batch, scheduler, generator, mean_fill, structure_mean_kind)
+        output = inpaint_with_oracle_structure(
+            model, batch, scheduler, generator, mean_fill, structure_mean_kind, structure_fill
+        )
     else:
         pipeline = StrDiffusionInpaintPipeline(
             structure_unet=structure_unet.to(model.device),
@@ -238,6 +244,7 @@ def validate(
             scheduler=scheduler,
             mean_fill=mean_fill,
             structure_mean=structure_mean_kind,
+            structure_fill=structure_fill,
             texture_guidance=texture_guidance,
         )
         pipeline.set_progress_bar_config(disable=True)
@@ -276,8 +283,10 @@ def load_structure_unet(args: argparse.Namespace) -> StrDiffusionUNet2DModel:
                     f"The structure network was trained with {setting} = {trained_with[setting]!r} "
                     f"(`{scheduler_folder}`), this run uses {ours!r}: both networks of a pipeline share one SDE."
                 )
-    for setting, default in (("structure_mean", "edges"), ("mean_fill", "zeros")):
-        trained_with = recorded_training_arg(args.structure_model_name_or_path, setting, default)
+    for setting, trained_with in (
+        ("structure_mean", recorded_training_arg(args.structure_model_name_or_path, "structure_mean", "edges")),
+        ("structure_fill", recorded_structure_fill(args.structure_model_name_or_path)),
+    ):
         if trained_with != getattr(args, setting):
             raise ArgumentValueError(
                 f"The structure network was trained with --{setting} {trained_with}, this run uses "
@@ -305,6 +314,7 @@ def main(argv: Sequence[str] | None = None) -> TrainingResult | None:
             compute_loss,
             mean_fill=args.mean_fill,
             structure_mean_kind=args.structure_mean,
+            structure_fill=args.structure_fill,
             structure_unet=structure_unet if args.texture_guidance == "estimate" else None,
             adversarial_weight=args.adversarial_weight,
         ),
@@ -314,6 +324,7 @@ def main(argv: Sequence[str] | None = None) -> TrainingResult | None:
             canny_sigma=args.canny_sigma,
             mean_fill=args.mean_fill,
             structure_mean_kind=args.structure_mean,
+            structure_fill=args.structure_fill,
             texture_guidance=args.texture_guidance,
         ),
         description=(

@@ -17,12 +17,19 @@ import torch
 import torch.nn.functional as F
 from skimage.restoration import inpaint_biharmonic
 
-MEAN_FILLS: tuple[str, ...] = ("zeros", "telea", "biharmonic", "pyramid")
+MEAN_FILLS: tuple[str, ...] = ("zeros", "telea", "biharmonic", "pyramid", "patchmatch")
 """`"zeros"`: the released mean (hole = 0). `"telea"`: OpenCV's fast-marching inpainting (Telea 2004, radius
 `TELEA_RADIUS`), computed on the 8-bit image. `"biharmonic"`: scikit-image's biharmonic inpainting (the smooth
 solution of the biharmonic equation with the known pixels as boundary), in float64 on the CPU; about 20 ms at 64 px and
 1.5 s at 512 px per image. `"pyramid"`: push-pull interpolation over a pyramid of masked averages (float, batched,
-runs on any device)."""
+runs on any device). `"patchmatch"`: PatchMatch patch copying (Barnes et al. 2009, `pypatchmatch`, patches of
+`2 * PATCHMATCH_PATCH_RADIUS + 1` px, fixed seed), the only fill with texture: the hole gets real patches of the known
+region; single-threaded C++ on the 8-bit image, about 5 ms at 64 px and 0.3 s at 128 px."""
+
+PATCHMATCH_PATCH_RADIUS = 3
+"""PatchMatch patch radius: 7 x 7 px patches, the setting of the evaluation harness's PatchMatch baseline."""
+PATCHMATCH_SEED = 0
+"""PatchMatch draws its initial matches at random; a fixed seed makes the mean, and so the pipeline, deterministic."""
 
 TELEA_RADIUS = 3
 """Neighbourhood radius (px) of the Telea fill: the radius of the classical baseline of the evaluation harness."""
@@ -52,6 +59,8 @@ def fill_hole(image: torch.Tensor, known_mask: torch.Tensor, method: str) -> tor
         filled = _telea_fill(known_image, known_mask)
     elif method == "biharmonic":
         filled = _biharmonic_fill(known_image, known_mask)
+    elif method == "patchmatch":
+        filled = _patchmatch_fill(known_image, known_mask)
     else:
         filled = _pyramid_fill(known_image, known_mask)
     return torch.where(known, known_image, filled.to(image.dtype))
@@ -70,6 +79,26 @@ def _telea_fill(known_image: torch.Tensor, known_mask: torch.Tensor) -> torch.Te
         result = cv2.inpaint(np.ascontiguousarray(item), hole, TELEA_RADIUS, cv2.INPAINT_TELEA)
         filled[index] = result.reshape(item.shape)
     return torch.from_numpy(filled).to(known_image.device).permute(0, 3, 1, 2).float() / 255
+
+
+def _patchmatch_fill(known_image: torch.Tensor, known_mask: torch.Tensor) -> torch.Tensor:
+    """PatchMatch fill of each item on its 8-bit RGB version (1-channel images are filled as gray RGB)."""
+    try:
+        import patchmatch
+    except ImportError as error:
+        raise ImportError("`mean_fill='patchmatch'` needs `pip install pypatchmatch`.") from error
+    channels = known_image.shape[1]
+    pixels = (known_image.detach().float().clamp(0, 1) * 255).round().to(torch.uint8)
+    pixels = pixels.expand(-1, 3, -1, -1) if channels == 1 else pixels
+    pixels = pixels.permute(0, 2, 3, 1).cpu().numpy()
+    holes = (known_mask[:, 0] < 0.5).to(torch.uint8).mul(255).cpu().numpy()
+    filled = np.zeros_like(pixels)
+    for index, (item, hole) in enumerate(zip(pixels, holes, strict=True)):
+        if not hole.all():
+            patchmatch.set_random_seed(PATCHMATCH_SEED)
+            filled[index] = patchmatch.inpaint(np.ascontiguousarray(item), hole, patch_size=PATCHMATCH_PATCH_RADIUS)
+    filled = torch.from_numpy(filled).to(known_image.device).permute(0, 3, 1, 2).float() / 255
+    return filled[:, :channels]
 
 
 def _biharmonic_fill(known_image: torch.Tensor, known_mask: torch.Tensor) -> torch.Tensor:

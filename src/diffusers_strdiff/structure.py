@@ -34,8 +34,8 @@ STRUCTURE_MEANS: tuple[str, ...] = ("edges", "filled_gray")
 """What the structure SDE reverts to. `"edges"` (released): the Canny edges of the known region, 0 in the hole. The
 known grayscale then reaches the structure network only through the re-anchored state, whose gray content is
 exp(-bar_theta_t) of it: 0.6 % at t = T - 1 with the bundled schedule, so a few-step sampler that starts at T sees
-almost none of it. `"filled_gray"`: the known grayscale with the hole filled by the texture mean's `mean_fill`, so the
-network sees the known structure at every t (paired with the `"residual"` prediction, an untrained network returns
+almost none of it. `"filled_gray"`: the known grayscale with the hole filled by the pipeline's `structure_fill` (by
+default the texture mean's `mean_fill`), so the network sees the known structure at every t (paired with the `"residual"` prediction, an untrained network returns
 the fill itself)."""
 
 
@@ -115,7 +115,7 @@ def edge_map(
 
 
 def structure_mean(
-    known_gray: torch.Tensor, edges: torch.Tensor, known_mask: torch.Tensor, kind: str, mean_fill: str
+    known_gray: torch.Tensor, edges: torch.Tensor, known_mask: torch.Tensor, kind: str, fill: str
 ) -> torch.Tensor:
     """
     The structure SDE's mean mu_x.
@@ -125,7 +125,7 @@ def structure_mean(
         edges (`torch.Tensor` of shape `(B, 1, H, W)`): the edge map in {0, 1}; pixels in the hole are not read.
         known_mask (`torch.Tensor` of shape `(B, 1, H, W)`): 1 on known pixels, 0 in the hole.
         kind (`str`): one of [`STRUCTURE_MEANS`].
-        mean_fill (`str`): the fill of `"filled_gray"`, one of [`~diffusers_strdiff.coarse_fill.MEAN_FILLS`].
+        fill (`str`): the fill of `"filled_gray"`, one of [`~diffusers_strdiff.coarse_fill.MEAN_FILLS`].
 
     Returns:
         `torch.Tensor` of shape `(B, 1, H, W)` in [0, 1], in `known_gray`'s dtype.
@@ -133,7 +133,7 @@ def structure_mean(
     if kind == "edges":
         return (edges * known_mask).to(known_gray.dtype)
     if kind == "filled_gray":
-        return fill_hole(known_gray, known_mask, mean_fill)
+        return fill_hole(known_gray, known_mask, fill)
     raise ValueError(f"`structure_mean` must be one of {STRUCTURE_MEANS}, got {kind!r}.")
 
 

@@ -58,16 +58,20 @@ class StrDiffusionInpaintPipeline(DiffusionPipeline, StrDiffusionSamplerMixin):
         scheduler ([`MeanRevertingSDEScheduler`]): the SDE shared by both processes.
         discriminator ([`StrDiffusionDiscriminator`], *optional*): needed only by the resampling callback.
         mean_fill (`str`, defaults to `"zeros"`): what the texture SDE's mean holds in the hole: `"zeros"` (released)
-            or a coarse classical fill (`"telea"`, `"biharmonic"`, `"pyramid"`; see
+            or a coarse classical fill (`"telea"`, `"biharmonic"`, `"pyramid"`, `"patchmatch"`; see
             [`~diffusers_strdiff.coarse_fill.fill_hole`]). It must be what the texture network was trained with; it is
             saved in `model_index.json`, so `from_pretrained` restores it.
         structure_mean (`str`, defaults to `"edges"`): what the structure SDE reverts to: `"edges"` (released: the
-            Canny edges of the known region) or `"filled_gray"` (the known grayscale, hole filled by `mean_fill`); see
-            [`~diffusers_strdiff.structure.STRUCTURE_MEANS`]. It must be what the structure network was trained with.
+            Canny edges of the known region) or `"filled_gray"` (the known grayscale, hole filled by
+            `structure_fill`); see [`~diffusers_strdiff.structure.STRUCTURE_MEANS`]. It must be what the structure
+            network was trained with.
         texture_guidance (`str`, defaults to `"state"`): what guides the texture network: `"state"` (released: the
             structure state in the early stage, the texture state's channel mean in the late stage) or `"estimate"`
             (the structure network's x_0 estimate, known grayscale pasted, held through the late stage); see
             [`~diffusers_strdiff.structure.TEXTURE_GUIDANCES`]. It must be what the texture network was trained with.
+        structure_fill (`str`, *optional*): the fill of the `"filled_gray"` structure mean, one of
+            [`~diffusers_strdiff.coarse_fill.MEAN_FILLS`]; `None` (the default, and every pipeline saved before the
+            option) uses `mean_fill`. It must be what the structure network was trained with.
         default_num_inference_steps (`int`, *optional*): the number of reverse steps a call uses when it passes no
             `num_inference_steps` and the scheduler is a posterior (few-step) sampler; saved in `model_index.json`
             (the bundled checkpoint stores its recommended setting there). `None`, or the Euler-Maruyama sampler:
@@ -96,10 +100,12 @@ class StrDiffusionInpaintPipeline(DiffusionPipeline, StrDiffusionSamplerMixin):
         default_num_inference_steps: int | None = None,
         structure_mean: str = "edges",
         texture_guidance: str = "state",
+        structure_fill: str | None = None,
     ) -> None:
         super().__init__()
         for name, value, choices in (
             ("mean_fill", mean_fill, MEAN_FILLS),
+            ("structure_fill", structure_fill or mean_fill, MEAN_FILLS),
             ("structure_mean", structure_mean, STRUCTURE_MEANS),
             ("texture_guidance", texture_guidance, TEXTURE_GUIDANCES),
         ):
@@ -120,6 +126,7 @@ class StrDiffusionInpaintPipeline(DiffusionPipeline, StrDiffusionSamplerMixin):
             default_num_inference_steps=default_num_inference_steps,
             structure_mean=structure_mean,
             texture_guidance=texture_guidance,
+            structure_fill=structure_fill,
         )
         self.image_processor = VaeImageProcessor(do_resize=False, do_normalize=False, do_convert_rgb=True)
         self.mask_processor = VaeImageProcessor(
@@ -305,7 +312,7 @@ class StrDiffusionInpaintPipeline(DiffusionPipeline, StrDiffusionSamplerMixin):
         """
         Computes the structure maps and both SDE means from the image and the known mask (step 3 of `__call__`): the
         texture mean is the known image with its hole filled by `mean_fill`, the structure mean the masked edge map
-        (or, with `structure_mean="filled_gray"`, the known grayscale with its hole filled by `mean_fill`).
+        (or, with `structure_mean="filled_gray"`, the known grayscale with its hole filled by `structure_fill`).
         """
         device, dtype = self._execution_device, self.texture_unet.dtype
         image, known_mask = image.to(device), known_mask.to(device)
@@ -326,7 +333,7 @@ class StrDiffusionInpaintPipeline(DiffusionPipeline, StrDiffusionSamplerMixin):
         with ThreadPoolExecutor(max_workers=2) as pool:
             texture_mu = pool.submit(fill_hole, known_image, known_mask, config.mean_fill)
             structure_mu = structure_mean(
-                known_gray, edges.to(dtype), known_mask, config.structure_mean, config.mean_fill
+                known_gray, edges.to(dtype), known_mask, config.structure_mean, self.structure_fill
             )
             return SamplerConditions(
                 image=image,
@@ -336,6 +343,11 @@ class StrDiffusionInpaintPipeline(DiffusionPipeline, StrDiffusionSamplerMixin):
                 structure_mu=structure_mu,
                 texture_mu=texture_mu.result(),
             )
+
+    @property
+    def structure_fill(self) -> str:
+        """The fill of the `"filled_gray"` structure mean: the `structure_fill` config entry, else `mean_fill`."""
+        return self.config.get("structure_fill") or self.config.mean_fill
 
     def prepare_latents(
         self,

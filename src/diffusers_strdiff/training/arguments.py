@@ -53,7 +53,8 @@ def parse_args(
             The script's own checks, run after the shared ones; raises [`ArgumentValueError`].
 
     Returns:
-        `argparse.Namespace`: the arguments; `report_to` is `None` when nothing is reported.
+        `argparse.Namespace`: the arguments; `report_to` is `None` when nothing is reported, `structure_fill` is
+        `mean_fill` when not given.
 
     Raises:
         ArgumentPathError: a data, validation, mask or checkpoint path does not exist (the message names the argument).
@@ -71,6 +72,8 @@ def parse_args(
     args = parser.parse_args(argv)
     if args.report_to == "none":
         args.report_to = None
+    if args.structure_fill is None:
+        args.structure_fill = args.mean_fill
     _check_shared_arguments(args)
     if check_arguments is not None:
         check_arguments(args)
@@ -217,8 +220,15 @@ def _add_sde_arguments(parser: argparse.ArgumentParser) -> None:
         default="zeros",
         choices=MEAN_FILLS,
         help="What the texture SDE's mean holds in the hole ('zeros' released, or a coarse classical fill; see "
-        "diffusers_strdiff.coarse_fill), and the fill of `--structure_mean filled_gray`. `assemble_pipeline.py` "
-        "copies it to the pipeline.",
+        "diffusers_strdiff.coarse_fill). `assemble_pipeline.py` copies it to the pipeline.",
+    )
+    sde.add_argument(
+        "--structure_fill",
+        type=str,
+        default=None,
+        choices=MEAN_FILLS,
+        help="The fill of `--structure_mean filled_gray` (default: `--mean_fill`). A smooth fill suits the "
+        "grayscale structure even when the texture mean uses PatchMatch's textured one.",
     )
     sde.add_argument(
         "--structure_mean",
@@ -226,7 +236,7 @@ def _add_sde_arguments(parser: argparse.ArgumentParser) -> None:
         default="edges",
         choices=STRUCTURE_MEANS,
         help="What the structure SDE reverts to: 'edges' (released: Canny edges of the known region) or "
-        "'filled_gray' (the known grayscale, hole filled by `--mean_fill`). `assemble_pipeline.py` copies it to the "
+        "'filled_gray' (the known grayscale, hole filled by `--structure_fill`). `assemble_pipeline.py` copies it to the "
         "pipeline.",
     )
 

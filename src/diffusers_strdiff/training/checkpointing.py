@@ -139,3 +139,12 @@ def recorded_training_arg(path: str, name: str, default: str) -> str:
         if (folder / DiffusionPipeline.config_name).is_file():
             return json.loads((folder / DiffusionPipeline.config_name).read_text()).get(name, default)
     return default
+
+
+def recorded_structure_fill(path: str) -> str:
+    """
+    The fill of the `filled_gray` structure mean recorded by the training output or pipeline at `path`:
+    `structure_fill` where it was recorded, else `mean_fill` (which filled both means before `--structure_fill`
+    existed), else 'zeros'.
+    """
+    return recorded_training_arg(path, "structure_fill", None) or recorded_training_arg(path, "mean_fill", "zeros")

@@ -8,7 +8,6 @@ EVAL = [
     "torchmetrics>=1.4,<2",
     "matplotlib>=3.7",
     "scipy>=1.10",
-    "pypatchmatch==2.2.0; python_version >= '3.11'",
 ]
 # The app uses Gradio 6 APIs (`gr.Examples(visible_columns=...)`; 6.31 is tested); Gradio pins pillow<13.
 APP = ["gradio>=6.31", "pillow<13"]
@@ -28,7 +27,8 @@ setup(
     packages=find_packages("src"),
     include_package_data=True,
     package_data={"diffusers_strdiff": ["checkpoints/**/*", "examples/*"]},
-    python_requires=">=3.10",
+    # pypatchmatch (the default checkpoint's PatchMatch mean fill) publishes wheels for Python >= 3.11 only.
+    python_requires=">=3.11",
     install_requires=[
         "torch>=2.1",
         "diffusers>=0.35",
@@ -39,6 +39,7 @@ setup(
         "pillow>=10",
         "scikit-image>=0.22",
         "opencv-python-headless>=4.8",
+        "pypatchmatch==2.2.0",
         "tqdm",
     ],
     extras_require=EXTRAS,

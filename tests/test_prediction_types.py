@@ -148,7 +148,7 @@ def test_fill_keeps_known_pixels_and_never_reads_the_hole(method: str) -> None:
         assert torch.equal(filled[~known], torch.zeros_like(filled[~known]))
 
 
-@pytest.mark.parametrize("method", ["telea", "biharmonic", "pyramid", "patchmatch"])
+@pytest.mark.parametrize("method", ["telea", "biharmonic", "pyramid", "patchmatch", "patchmatch_blend"])
 def test_fill_continues_the_colour_around_the_hole(method: str) -> None:
     """
     A flat image is filled with its colour (exactly by the push-pull and biharmonic fills up to float error, by
@@ -159,7 +159,7 @@ def test_fill_continues_the_colour_around_the_hole(method: str) -> None:
     known_mask = torch.ones(1, 1, 32, 32)
     known_mask[..., 8:24, 8:24] = 0
     flat = fill_hole(colour.expand(1, 3, 32, 32), known_mask, method)
-    tolerance = {"telea": 4 / 255, "patchmatch": 0.5 / 255}.get(method, 1e-6)
+    tolerance = {"telea": 4 / 255, "patchmatch": 0.5 / 255, "patchmatch_blend": 0.5 / 255}.get(method, 1e-6)
     assert (flat - colour).abs().max().item() <= tolerance
     split = torch.zeros(1, 3, 32, 32)
     split[..., 16:] = 1.0
@@ -184,6 +184,8 @@ def test_patchmatch_fill_copies_known_texture_deterministically() -> None:
     assert torch.equal(filled, fill_hole(board, known_mask, "patchmatch"))
     gray = fill_hole(board[:, :1], known_mask, "patchmatch")
     assert gray.shape == (1, 1, 32, 32) and torch.equal(gray, filled[:, :1])
+    blend = fill_hole(board, known_mask, "patchmatch_blend")
+    assert_close(blend, torch.lerp(fill_hole(board, known_mask, "biharmonic"), filled, 0.5), atol=1e-6, rtol=0)
 
 
 def test_fill_rejects_unknown_methods() -> None:

@@ -17,14 +17,20 @@ import torch
 import torch.nn.functional as F
 from skimage.restoration import inpaint_biharmonic
 
-MEAN_FILLS: tuple[str, ...] = ("zeros", "telea", "biharmonic", "pyramid", "patchmatch")
+MEAN_FILLS: tuple[str, ...] = ("zeros", "telea", "biharmonic", "pyramid", "patchmatch", "patchmatch_blend")
 """`"zeros"`: the released mean (hole = 0). `"telea"`: OpenCV's fast-marching inpainting (Telea 2004, radius
 `TELEA_RADIUS`), computed on the 8-bit image. `"biharmonic"`: scikit-image's biharmonic inpainting (the smooth
 solution of the biharmonic equation with the known pixels as boundary), in float64 on the CPU; about 20 ms at 64 px and
 1.5 s at 512 px per image. `"pyramid"`: push-pull interpolation over a pyramid of masked averages (float, batched,
 runs on any device). `"patchmatch"`: PatchMatch patch copying (Barnes et al. 2009, `pypatchmatch`, patches of
 `2 * PATCHMATCH_PATCH_RADIUS + 1` px, fixed seed), the only fill with texture: the hole gets real patches of the known
-region; single-threaded C++ on the 8-bit image, about 5 ms at 64 px and 0.3 s at 128 px."""
+region; single-threaded C++ on the 8-bit image, about 5 ms at 64 px and 0.3 s at 128 px. `"patchmatch_blend"`: the
+average of the biharmonic and the PatchMatch fills, `PATCHMATCH_BLEND_WEIGHT` of PatchMatch: half the copied texture
+on a smooth base, the ensemble of the two that the fill-blending ablation (docs/ablation/patchmatch_blend.md) found
+best for PSNR and KID together."""
+
+PATCHMATCH_BLEND_WEIGHT = 0.5
+"""Share of the PatchMatch fill in `"patchmatch_blend"` (the rest is the biharmonic fill)."""
 
 PATCHMATCH_PATCH_RADIUS = 3
 """PatchMatch patch radius: 7 x 7 px patches, the setting of the evaluation harness's PatchMatch baseline."""
@@ -61,6 +67,12 @@ def fill_hole(image: torch.Tensor, known_mask: torch.Tensor, method: str) -> tor
         filled = _biharmonic_fill(known_image, known_mask)
     elif method == "patchmatch":
         filled = _patchmatch_fill(known_image, known_mask)
+    elif method == "patchmatch_blend":
+        filled = torch.lerp(
+            _biharmonic_fill(known_image, known_mask),
+            _patchmatch_fill(known_image, known_mask),
+            PATCHMATCH_BLEND_WEIGHT,
+        )
     else:
         filled = _pyramid_fill(known_image, known_mask)
     return torch.where(known, known_image, filled.to(image.dtype))

@@ -19,10 +19,15 @@
 # Stage 5: side by side, the guided texture net resumes from stage 3 (a copy of its run) for the same EXTRA_STEPS, now
 #          guided by the stage-4 structure net's x_0 estimates (`--texture_guidance estimate`), and the discriminator
 #          is fine-tuned from stage 2 for DISCRIMINATOR_STEPS steps on the new structure states.
+# Stage 6: the texture mean moves to the average of the biharmonic and the PatchMatch fills (`--mean_fill
+#          patchmatch_blend`; the structure mean keeps its biharmonic fill, `--structure_fill biharmonic`): side by
+#          side, the guided texture net (from stage 5) and the unguided one (from stage 4) are fine-tuned for
+#          TEXTURED_STEPS steps, then the discriminator is fine-tuned from stage 5 for DISCRIMINATOR_STEPS steps on the
+#          new texture states.
 # Then assembles `$RUNS/pipeline` (copied to src/diffusers_strdiff/checkpoints/) and `$RUNS/pipeline_no_structure`.
 # Safe to rerun: each run resumes from its last checkpoint (a run already at its step count only saves its models).
 # Usage: scripts/train_default_checkpoint.sh [STEPS] [RUN_DIR] [BASE_STEPS] [FINETUNE_STEPS] [STRUCTURE_STEPS]
-#        [EXTRA_STEPS] [DISCRIMINATOR_STEPS]
+#        [EXTRA_STEPS] [DISCRIMINATOR_STEPS] [TEXTURED_STEPS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 STEPS="${1:-1600}"
@@ -32,6 +37,7 @@ FINETUNE_STEPS="${4:-1900}"
 STRUCTURE_STEPS="${5:-1000}"
 EXTRA_STEPS="${6:-1000}"
 DISCRIMINATOR_STEPS="${7:-300}"
+TEXTURED_STEPS="${8:-1200}"
 [ -d data/photos/train ] || python scripts/prepare_photos.py --output_dir data/photos
 for split in train eval; do
   python scripts/downscale_images.py "data/photos/$split" "data/photos_256/$split" --short_side 256 > /dev/null
@@ -95,10 +101,24 @@ launch training/train_discriminator.py "${COMMON[@]}" "${GRAY_MEAN[@]}" --base_c
   >> "$RUNS/discriminator_gray.log" 2>&1 &
 wait
 
+# Stage 6 (a fresh fine-tuning of each net: `--init_weights`, new optimiser).
+TEXTURED=(--structure_mean filled_gray --mean_fill patchmatch_blend --structure_fill biharmonic --checkpointing_steps 100
+  --checkpoints_total_limit 2)
+launch training/train_texture.py "${COMMON[@]}" "${TEXTURED[@]}" "${UNET[@]}" --texture_guidance estimate \
+  --structure_model_name_or_path "$RUNS/structure_gray" --init_weights "$RUNS/texture_estimate" \
+  --max_train_steps "$TEXTURED_STEPS" --output_dir "$RUNS/texture_textured" >> "$RUNS/texture_textured.log" 2>&1 &
+launch training/train_texture.py "${COMMON[@]}" "${TEXTURED[@]}" "${UNET[@]}" --no_structure_guidance \
+  --init_weights "$RUNS/texture_unguided_final" --max_train_steps "$TEXTURED_STEPS" \
+  --output_dir "$RUNS/texture_unguided_textured" >> "$RUNS/texture_unguided_textured.log" 2>&1 &
+wait
+launch training/train_discriminator.py "${COMMON[@]}" "${TEXTURED[@]}" --base_channels 16 --time_embedding_dim 64 \
+  --init_weights "$RUNS/discriminator_gray" --max_train_steps "$DISCRIMINATOR_STEPS" \
+  --output_dir "$RUNS/discriminator_textured" >> "$RUNS/discriminator_textured.log" 2>&1
+
 # The bundled checkpoint (EMA weights of the three networks; posterior sampler, 2 steps by default: the cheapest
 # setting within 0.3 dB of the best in the few-step sweep, docs/bench) and the no-structure ablation pipeline.
-python training/assemble_pipeline.py --structure "$RUNS/structure_gray" --texture "$RUNS/texture_estimate" \
-  --discriminator "$RUNS/discriminator_gray" --sampler posterior --default_num_inference_steps 2 \
+python training/assemble_pipeline.py --structure "$RUNS/structure_gray" --texture "$RUNS/texture_textured" \
+  --discriminator "$RUNS/discriminator_textured" --sampler posterior --default_num_inference_steps 2 \
   --output_dir "$RUNS/pipeline"
-python training/assemble_pipeline.py --texture "$RUNS/texture_unguided_final" --sampler posterior \
+python training/assemble_pipeline.py --texture "$RUNS/texture_unguided_textured" --sampler posterior \
   --default_num_inference_steps 2 --output_dir "$RUNS/pipeline_no_structure"

@@ -7,8 +7,8 @@ the `scheduler/` folder saved next to the texture (or structure) network; all th
 and on the prediction type (one scheduler serves both processes). The texture mean's fill (`mean_fill`) comes from
 `--mean_fill`, else from the `training_args.json` of the texture run; the structure mean (`structure_mean`) and its
 fill (`structure_fill`) from that of the structure run, and the texture guidance (`texture_guidance`) from that of the
-texture run. `--sampler` and `--default_num_inference_steps`
-make a recommended sampler the pipeline's default (what `pipe(image=..., mask_image=...)` runs).
+texture run. `--sampler` and `--default_num_inference_steps` make a recommended sampler the pipeline's default (what
+`pipe(image=..., mask_image=...)` runs).
 
     python training/assemble_pipeline.py --structure OUT_S --texture OUT_T --discriminator OUT_D --output_dir PIPELINE
 """
@@ -117,7 +117,8 @@ def structure_settings(args: argparse.Namespace) -> dict[str, str]:
     """
     `structure_mean` and `structure_fill` (recorded by the structure run) and `texture_guidance` (recorded by the
     texture run); released values for runs older than the options. Raises when a texture net trained with estimate
-    guidance meets a structure net of another structure mean or another `filled_gray` fill than it was trained with.
+    guidance meets a structure net of another structure mean, or a texture net meets a `filled_gray` structure net of
+    another fill than it was trained with.
     """
     texture_guidance = recorded_training_arg(args.texture, "texture_guidance", "state")
     if args.structure is None:
@@ -131,10 +132,10 @@ def structure_settings(args: argparse.Namespace) -> dict[str, str]:
         )
     structure_fill = recorded_structure_fill(args.structure)
     texture_trained_with = recorded_structure_fill(args.texture)
-    if structure_mean == "filled_gray" and texture_guidance == "estimate" and structure_fill != texture_trained_with:
+    if structure_mean == "filled_gray" and structure_fill != texture_trained_with:
         raise ArgumentValueError(
             f"The structure net fills its mean's hole with {structure_fill!r}, the texture net was trained with the "
-            f"estimates of a structure mean filled with {texture_trained_with!r}."
+            f"guidance of a structure mean filled with {texture_trained_with!r}."
         )
     return {"structure_mean": structure_mean, "texture_guidance": texture_guidance, "structure_fill": structure_fill}
 

@@ -318,14 +318,9 @@ class StrDiffusionInpaintPipeline(DiffusionPipeline, StrDiffusionSamplerMixin):
         image, known_mask = image.to(device), known_mask.to(device)
         # Nothing under the hole may influence the result: blank it before any map is computed.
         known_image = torch.where(known_mask.bool(), image, 0)
-        gray, edges = self._structure_maps(
-            image if structure_maps == "full_image" else known_image,
-            known_mask,
-            structure_maps,
-            canny_sigma,
-            structure_gray,
-            structure_edges,
-        )
+        source = image if structure_maps == "full_image" else known_image
+        maps = (structure_maps, canny_sigma, structure_gray, structure_edges)
+        gray, edges = self._structure_maps(source, known_mask, *maps)
         known_image, known_mask = known_image.to(dtype), known_mask.to(dtype)
         known_gray = (gray * known_mask).to(dtype)
         config = self.config

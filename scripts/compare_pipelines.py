@@ -54,10 +54,8 @@ def pipeline_folder(name: str, folder: Path, overrides: dict[str, str], cache_di
     if not overrides:
         return folder
     pipeline = StrDiffusionInpaintPipeline.from_pretrained(folder)
-    settings = {
-        key: pipeline.config.get(key)
-        for key in ("mean_fill", "default_num_inference_steps", "structure_mean", "texture_guidance", "structure_fill")
-    }
+    settings = {key: value for key, value in pipeline.config.items() if not key.startswith("_")}
+    settings = {key: value for key, value in settings.items() if key not in pipeline.components}
     pipeline = StrDiffusionInpaintPipeline(**pipeline.components, **{**settings, **overrides})  # checks the values
     target = cache_dir / "pipelines" / name
     pipeline.save_pretrained(target)

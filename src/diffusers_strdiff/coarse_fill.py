@@ -11,6 +11,7 @@ The same function runs in training (`training/train_texture.py`) and in the pipe
 so the mean a network sees at inference is the one it was trained with.
 """
 
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import cv2
@@ -35,12 +36,13 @@ PATCHMATCH_BLEND_WEIGHT = 0.5
 """Share of the PatchMatch fill in `"patchmatch_blend"` (the rest is the biharmonic fill)."""
 
 PATCHMATCH_PATCH_RADIUS = 3
-"""PatchMatch patch radius: 7 x 7 px patches, the setting of the evaluation harness's PatchMatch baseline."""
+"""PatchMatch patch radius: 7 x 7 px patches (the `pypatchmatch` examples' setting); the evaluation harness's PatchMatch
+baseline uses the same."""
 PATCHMATCH_SEED = 0
 """PatchMatch draws its initial matches at random; a fixed seed makes the mean, and so the pipeline, deterministic."""
 
 TELEA_RADIUS = 3
-"""Neighbourhood radius (px) of the Telea fill: the radius of the classical baseline of the evaluation harness."""
+"""Neighbourhood radius (px) of the Telea fill; the evaluation harness's OpenCV baselines use the same."""
 
 
 def fill_hole(image: torch.Tensor, known_mask: torch.Tensor, method: str) -> torch.Tensor:
@@ -80,19 +82,28 @@ def fill_hole(image: torch.Tensor, known_mask: torch.Tensor, method: str) -> tor
     return torch.where(known, known_image, filled.to(image.dtype))
 
 
-def _telea_fill(known_image: torch.Tensor, known_mask: torch.Tensor) -> torch.Tensor:
-    """Telea fill of each item on its 8-bit version; images without any known pixel stay 0."""
+def _fill_8bit_items(
+    known_image: torch.Tensor, known_mask: torch.Tensor, inpaint: Callable[[np.ndarray, np.ndarray], np.ndarray]
+) -> torch.Tensor:
+    """
+    Runs `inpaint(pixels, hole)` on each item's 8-bit version: `pixels` of shape `(H, W, C)` uint8, `hole` of shape
+    `(H, W)` uint8 with 255 to fill. Items without any known pixel stay 0. Returns floats in [0, 1], `(B, C, H, W)`.
+    """
     pixels = (known_image.detach().float().clamp(0, 1) * 255).round().to(torch.uint8)
     pixels = pixels.permute(0, 2, 3, 1).cpu().numpy()
     holes = (known_mask[:, 0] < 0.5).to(torch.uint8).mul(255).cpu().numpy()
-    filled = np.empty_like(pixels)
+    filled = np.zeros_like(pixels)
     for index, (item, hole) in enumerate(zip(pixels, holes, strict=True)):
-        if hole.all():
-            filled[index] = 0
-            continue
-        result = cv2.inpaint(np.ascontiguousarray(item), hole, TELEA_RADIUS, cv2.INPAINT_TELEA)
-        filled[index] = result.reshape(item.shape)
+        if not hole.all():
+            filled[index] = inpaint(np.ascontiguousarray(item), hole).reshape(item.shape)
     return torch.from_numpy(filled).to(known_image.device).permute(0, 3, 1, 2).float() / 255
+
+
+def _telea_fill(known_image: torch.Tensor, known_mask: torch.Tensor) -> torch.Tensor:
+    """Telea fill of each item on its 8-bit version; images without any known pixel stay 0."""
+    return _fill_8bit_items(
+        known_image, known_mask, lambda pixels, hole: cv2.inpaint(pixels, hole, TELEA_RADIUS, cv2.INPAINT_TELEA)
+    )
 
 
 def _patchmatch_fill(known_image: torch.Tensor, known_mask: torch.Tensor) -> torch.Tensor:
@@ -101,18 +112,13 @@ def _patchmatch_fill(known_image: torch.Tensor, known_mask: torch.Tensor) -> tor
         import patchmatch
     except ImportError as error:
         raise ImportError("`mean_fill='patchmatch'` needs `pip install pypatchmatch`.") from error
+
+    def inpaint(pixels: np.ndarray, hole: np.ndarray) -> np.ndarray:
+        patchmatch.set_random_seed(PATCHMATCH_SEED)
+        return patchmatch.inpaint(pixels, hole, patch_size=PATCHMATCH_PATCH_RADIUS)
+
     channels = known_image.shape[1]
-    pixels = (known_image.detach().float().clamp(0, 1) * 255).round().to(torch.uint8)
-    pixels = pixels.expand(-1, 3, -1, -1) if channels == 1 else pixels
-    pixels = pixels.permute(0, 2, 3, 1).cpu().numpy()
-    holes = (known_mask[:, 0] < 0.5).to(torch.uint8).mul(255).cpu().numpy()
-    filled = np.zeros_like(pixels)
-    for index, (item, hole) in enumerate(zip(pixels, holes, strict=True)):
-        if not hole.all():
-            patchmatch.set_random_seed(PATCHMATCH_SEED)
-            filled[index] = patchmatch.inpaint(np.ascontiguousarray(item), hole, patch_size=PATCHMATCH_PATCH_RADIUS)
-    filled = torch.from_numpy(filled).to(known_image.device).permute(0, 3, 1, 2).float() / 255
-    return filled[:, :channels]
+    return _fill_8bit_items(known_image.expand(-1, 3, -1, -1), known_mask, inpaint)[:, :channels]
 
 
 def _biharmonic_fill(known_image: torch.Tensor, known_mask: torch.Tensor) -> torch.Tensor:

@@ -35,8 +35,8 @@ STRUCTURE_MEANS: tuple[str, ...] = ("edges", "filled_gray")
 known grayscale then reaches the structure network only through the re-anchored state, whose gray content is
 exp(-bar_theta_t) of it: 0.6 % at t = T - 1 with the bundled schedule, so a few-step sampler that starts at T sees
 almost none of it. `"filled_gray"`: the known grayscale with the hole filled by the pipeline's `structure_fill` (by
-default the texture mean's `mean_fill`), so the network sees the known structure at every t (paired with the `"residual"` prediction, an untrained network returns
-the fill itself)."""
+default the texture mean's `mean_fill`), so the network sees the known structure at every t (paired with the
+`"residual"` prediction, an untrained network returns the fill itself)."""
 
 
 def _check_image(image: torch.Tensor, name: str = "image") -> torch.Tensor:

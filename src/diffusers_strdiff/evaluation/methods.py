@@ -16,6 +16,7 @@ import torch
 from skimage.restoration import inpaint_biharmonic
 
 from ..callbacks import DiscriminatorGatedResampling
+from ..coarse_fill import PATCHMATCH_PATCH_RADIUS, TELEA_RADIUS
 from ..pipelines.loading import load_pipeline
 from ..pipelines.pipeline_strdiffusion_inpaint import StrDiffusionInpaintPipeline
 from ..schedulers.scheduling_mean_reverting_sde import SAMPLER_PRESETS
@@ -24,9 +25,10 @@ CLASSICAL_METHODS: tuple[str, ...] = ("telea", "navier_stokes", "biharmonic", "p
 STRDIFFUSION_METHODS: tuple[str, ...] = ("strdiffusion", "strdiffusion_no_resampling", "no_structure")
 METHOD_NAMES: tuple[str, ...] = CLASSICAL_METHODS + STRDIFFUSION_METHODS
 """Every method [`build_methods`] knows, in report order."""
-OPENCV_INPAINT_RADIUS = 3
-PATCHMATCH_PATCH_SIZE = 3
-"""PatchMatch patch radius: patches of 7 x 7 px (the `pypatchmatch` examples' setting)."""
+OPENCV_INPAINT_RADIUS = TELEA_RADIUS
+"""Neighbourhood radius (px) of the OpenCV baselines: the Telea mean fill's."""
+PATCHMATCH_PATCH_SIZE = PATCHMATCH_PATCH_RADIUS
+"""PatchMatch patch radius: patches of 7 x 7 px (the `pypatchmatch` examples' setting), as the PatchMatch mean fill."""
 _SAMPLER_SOURCES: tuple[str, ...] = ("pipelines", "models", "schedulers", "callbacks.py", "structure.py")
 """Package sources whose content is part of a pipeline method's cache key."""
 

@@ -58,9 +58,9 @@ class StrDiffusionInpaintPipeline(DiffusionPipeline, StrDiffusionSamplerMixin):
         scheduler ([`MeanRevertingSDEScheduler`]): the SDE shared by both processes.
         discriminator ([`StrDiffusionDiscriminator`], *optional*): needed only by the resampling callback.
         mean_fill (`str`, defaults to `"zeros"`): what the texture SDE's mean holds in the hole: `"zeros"` (released)
-            or a coarse classical fill (`"telea"`, `"biharmonic"`, `"pyramid"`, `"patchmatch"`; see
-            [`~diffusers_strdiff.coarse_fill.fill_hole`]). It must be what the texture network was trained with; it is
-            saved in `model_index.json`, so `from_pretrained` restores it.
+            or a coarse classical fill (`"telea"`, `"biharmonic"`, `"pyramid"`, `"patchmatch"`, `"patchmatch_blend"`;
+            see [`~diffusers_strdiff.coarse_fill.fill_hole`]). It must be what the texture network was trained with; it
+            is saved in `model_index.json`, so `from_pretrained` restores it.
         structure_mean (`str`, defaults to `"edges"`): what the structure SDE reverts to: `"edges"` (released: the
             Canny edges of the known region) or `"filled_gray"` (the known grayscale, hole filled by
             `structure_fill`); see [`~diffusers_strdiff.structure.STRUCTURE_MEANS`]. It must be what the structure

@@ -29,7 +29,14 @@ OPENCV_INPAINT_RADIUS = TELEA_RADIUS
 """Neighbourhood radius (px) of the OpenCV baselines: the Telea mean fill's."""
 PATCHMATCH_PATCH_SIZE = PATCHMATCH_PATCH_RADIUS
 """PatchMatch patch radius: patches of 7 x 7 px (the `pypatchmatch` examples' setting), as the PatchMatch mean fill."""
-_SAMPLER_SOURCES: tuple[str, ...] = ("pipelines", "models", "schedulers", "callbacks.py", "structure.py")
+_SAMPLER_SOURCES: tuple[str, ...] = (
+    "pipelines",
+    "models",
+    "schedulers",
+    "callbacks.py",
+    "structure.py",
+    "coarse_fill.py",
+)
 """Package sources whose content is part of a pipeline method's cache key."""
 
 

@@ -6,12 +6,15 @@ and of its difference to a reference method.
     python scripts/kid_uncertainty.py --checkpoint src/diffusers_strdiff/checkpoints/strdiffusion-photos-64 \\
         --resolution 64 --max_images 20 --sampler posterior --num_inference_steps 2 --output docs/eval/kid_uncertainty.md
 
-It builds the same evaluation set and methods as `strdiff evaluate` (same arguments, same result cache), embeds every
-output with the same Inception network and computes KID as `strdiff evaluate` does when a bucket has at most
-`KID_MAX_SUBSET_SIZE` images: the unbiased MMD^2 with the cubic polynomial kernel `(x . y / d + 1)^3` over the whole
-bucket. Each photo is then left out in turn (from the real and from every generated set: the images are paired) and the
-jackknife standard error is `sqrt((n - 1) / n * sum_i (KID_(-i) - mean)^2)`; the same for the difference of two
-methods' KID, which cancels most of what the photos have in common. `z` is the difference over its standard error.
+It builds the same evaluation set and methods as `strdiff evaluate` (same arguments, same result cache) and embeds
+every output with the same Inception network. KID is the unbiased MMD^2 with the cubic polynomial kernel
+`(x . y / d + 1)^3` over the whole bucket: what `strdiff evaluate` reports when a bucket has at most
+`KID_MAX_SUBSET_SIZE` images, and the same expectation as its average over random subsets for larger buckets, without
+the subsets' sampling noise. Each photo (with all its masks: `--masks_per_image` > 1 gives several samples of one
+photo per bucket) is then left out in turn, from the real and from every generated set (the images are paired), and the
+jackknife standard error is `sqrt((g - 1) / g * sum_i (KID_(-i) - mean)^2)` over the `g` photos; the same for the
+difference of two methods' KID, which cancels most of what the photos have in common. `z` is the difference over its
+standard error.
 """
 
 import sys
@@ -22,7 +25,6 @@ import numpy as np
 import torch
 
 from diffusers_strdiff.evaluation import (
-    KID_MAX_SUBSET_SIZE,
     InceptionFeatureExtractor,
     build_arg_parser,
     build_eval_set,
@@ -53,6 +55,15 @@ def jackknife(values: np.ndarray) -> float:
     return float(np.sqrt((count - 1) / count * np.sum((values - values.mean()) ** 2)))
 
 
+def leave_one_photo_out(photo_of_sample: Sequence[str]) -> list[list[int]]:
+    """For each photo in first-seen order, the indices of the samples that remain when all of that photo's samples
+    (one per mask) are left out."""
+    return [
+        [index for index, photo in enumerate(photo_of_sample) if photo != left_out]
+        for left_out in dict.fromkeys(photo_of_sample)
+    ]
+
+
 def features_of(images: Sequence[np.ndarray], extractor: InceptionFeatureExtractor) -> torch.Tensor:
     batch = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()
     return extractor(batch).double()
@@ -76,6 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--reference {args.reference!r} is not among the evaluated methods {results.methods}.")
     extractor = InceptionFeatureExtractor(cache_dir=cache_dir / "_inception")
     truths = {sample.sample_id: _to_uint8_hwc(sample.image) for sample in samples}
+    photo_ids = {sample.sample_id: sample.image_id for sample in samples}
     outputs = {(record.method, record.sample_id): record.output for record in results.records}
     lines = [
         f"KID with jackknife standard errors ({len(samples)} samples, {args.resolution} px, seed {args.seed}; "
@@ -84,17 +96,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     ]
     for bucket in dict.fromkeys(sample.bucket for sample in samples):
         ids = [sample.sample_id for sample in samples if sample.bucket == bucket]
-        if len(ids) > KID_MAX_SUBSET_SIZE:
-            parser.error(f"Bucket {bucket} has {len(ids)} samples; KID is then an average over random subsets.")
         real = features_of([truths[i] for i in ids], extractor)
         fake = {method: features_of([outputs[method, i] for i in ids], extractor) for method in results.methods}
-        keep = [[j for j in range(len(ids)) if j != left_out] for left_out in range(len(ids))]
+        keep = leave_one_photo_out([photo_ids[i] for i in ids])
         left_out_kid = {
             method: np.array([kid_unbiased(real[index], fake[method][index]) for index in keep])
             for method in results.methods
         }
         lines += [
-            f"**{bucket} % holes** ({len(ids)} images)",
+            f"**{bucket} % holes** ({len(ids)} samples of {len(keep)} photos)",
             "",
             "| method | KID | jackknife SE | KID - reference | SE of the difference | z |",
             "|---|---:|---:|---:|---:|---:|",

@@ -310,7 +310,8 @@ def test_distribution_metrics_with_a_small_feature_extractor():
 
 def test_kid_uncertainty_script_matches_torchmetrics_kid():
     """`scripts/kid_uncertainty.py`'s KID equals torchmetrics' (one subset of all images, as `strdiff evaluate` uses
-    for buckets of at most 50 images), and its jackknife standard error follows the textbook formula."""
+    for buckets of at most 50 images), and its jackknife standard error follows the textbook formula, leaving out one
+    photo with all its masks at a time."""
     from torchmetrics.image.kid import KernelInceptionDistance
 
     path = Path(__file__).parents[1] / "scripts/kid_uncertainty.py"
@@ -337,6 +338,8 @@ def test_kid_uncertainty_script_matches_torchmetrics_kid():
         np.sqrt(2 / 3 * ((1 - 7 / 3) ** 2 + (2 - 7 / 3) ** 2 + (4 - 7 / 3) ** 2))
     )
     assert script.jackknife(np.full(5, 0.25)) == 0.0
+    # two masks per photo: a photo's samples leave together, photos in first-seen order
+    assert script.leave_one_photo_out(["b", "a", "b", "a", "c"]) == [[1, 3, 4], [0, 2, 4], [0, 1, 2, 3]]
 
 
 def test_inception_preprocessing():

@@ -24,10 +24,13 @@
 #          side, the guided texture net (from stage 5) and the unguided one (from stage 4) are fine-tuned for
 #          TEXTURED_STEPS steps, then the discriminator is fine-tuned from stage 5 for DISCRIMINATOR_STEPS steps on the
 #          new texture states.
+# Stage 7: side by side, both texture nets are fine-tuned again from stage 6 for CONTINUED_STEPS steps (a fresh
+#          optimiser and warm-up, seed 1, so new batches and masks), same means; the discriminator stays stage 6's (the
+#          states it judges did not change).
 # Then assembles `$RUNS/pipeline` (copied to src/diffusers_strdiff/checkpoints/) and `$RUNS/pipeline_no_structure`.
 # Safe to rerun: each run resumes from its last checkpoint (a run already at its step count only saves its models).
 # Usage: scripts/train_default_checkpoint.sh [STEPS] [RUN_DIR] [BASE_STEPS] [FINETUNE_STEPS] [STRUCTURE_STEPS]
-#        [EXTRA_STEPS] [DISCRIMINATOR_STEPS] [TEXTURED_STEPS]
+#        [EXTRA_STEPS] [DISCRIMINATOR_STEPS] [TEXTURED_STEPS] [CONTINUED_STEPS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 STEPS="${1:-1600}"
@@ -38,6 +41,7 @@ STRUCTURE_STEPS="${5:-1000}"
 EXTRA_STEPS="${6:-1000}"
 DISCRIMINATOR_STEPS="${7:-300}"
 TEXTURED_STEPS="${8:-1200}"
+CONTINUED_STEPS="${9:-1200}"
 [ -d data/photos/train ] || python scripts/prepare_photos.py --output_dir data/photos
 for split in train eval; do
   python scripts/downscale_images.py "data/photos/$split" "data/photos_256/$split" --short_side 256 > /dev/null
@@ -115,10 +119,19 @@ launch training/train_discriminator.py "${COMMON[@]}" "${TEXTURED[@]}" --base_ch
   --init_weights "$RUNS/discriminator_gray" --max_train_steps "$DISCRIMINATOR_STEPS" \
   --output_dir "$RUNS/discriminator_textured" >> "$RUNS/discriminator_textured.log" 2>&1
 
+# Stage 7 (again a fresh fine-tuning of each net; `--seed` given last overrides the common one).
+launch training/train_texture.py "${COMMON[@]}" "${TEXTURED[@]}" "${UNET[@]}" --seed 1 --texture_guidance estimate \
+  --structure_model_name_or_path "$RUNS/structure_gray" --init_weights "$RUNS/texture_textured" \
+  --max_train_steps "$CONTINUED_STEPS" --output_dir "$RUNS/texture_continued" >> "$RUNS/texture_continued.log" 2>&1 &
+launch training/train_texture.py "${COMMON[@]}" "${TEXTURED[@]}" "${UNET[@]}" --seed 1 --no_structure_guidance \
+  --init_weights "$RUNS/texture_unguided_textured" --max_train_steps "$CONTINUED_STEPS" \
+  --output_dir "$RUNS/texture_unguided_continued" >> "$RUNS/texture_unguided_continued.log" 2>&1 &
+wait
+
 # The bundled checkpoint (EMA weights of the three networks; posterior sampler, 2 steps by default: the cheapest
 # setting within 0.3 dB of the best in the few-step sweep, docs/bench) and the no-structure ablation pipeline.
-python training/assemble_pipeline.py --structure "$RUNS/structure_gray" --texture "$RUNS/texture_textured" \
+python training/assemble_pipeline.py --structure "$RUNS/structure_gray" --texture "$RUNS/texture_continued" \
   --discriminator "$RUNS/discriminator_textured" --sampler posterior --default_num_inference_steps 2 \
   --output_dir "$RUNS/pipeline"
-python training/assemble_pipeline.py --texture "$RUNS/texture_unguided_textured" --sampler posterior \
+python training/assemble_pipeline.py --texture "$RUNS/texture_unguided_continued" --sampler posterior \
   --default_num_inference_steps 2 --output_dir "$RUNS/pipeline_no_structure"

@@ -87,7 +87,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--reference {args.reference!r} is not among the evaluated methods {results.methods}.")
     extractor = InceptionFeatureExtractor(cache_dir=cache_dir / "_inception")
     truths = {sample.sample_id: _to_uint8_hwc(sample.image) for sample in samples}
-    photo_ids = {sample.sample_id: sample.image_id for sample in samples}
     outputs = {(record.method, record.sample_id): record.output for record in results.records}
     lines = [
         f"KID with jackknife standard errors ({len(samples)} samples, {args.resolution} px, seed {args.seed}; "
@@ -95,10 +94,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "",
     ]
     for bucket in dict.fromkeys(sample.bucket for sample in samples):
-        ids = [sample.sample_id for sample in samples if sample.bucket == bucket]
+        bucket_samples = [sample for sample in samples if sample.bucket == bucket]
+        ids = [sample.sample_id for sample in bucket_samples]
         real = features_of([truths[i] for i in ids], extractor)
         fake = {method: features_of([outputs[method, i] for i in ids], extractor) for method in results.methods}
-        keep = leave_one_photo_out([photo_ids[i] for i in ids])
+        keep = leave_one_photo_out([sample.image_id for sample in bucket_samples])
         left_out_kid = {
             method: np.array([kid_unbiased(real[index], fake[method][index]) for index in keep])
             for method in results.methods

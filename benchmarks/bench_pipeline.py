@@ -2,9 +2,9 @@
 """Inference cost of `StrDiffusionInpaintPipeline` per image size, with and without the resampling callback.
 
 Each configuration runs in a fresh process (so that its peak memory is its own) on a held-out bundled photo resized
-to the size, with its mask resized alike (nearest). Two samplers: the released one (all T Euler-Maruyama steps) and,
-with `--few_steps N` (default 10, 0 to skip), the few-step posterior sampler (`algorithm_type="posterior"`, eta 1,
-N steps). Reported:
+to the size, with its mask resized alike (nearest). Samplers: the released one (all T Euler-Maruyama steps) and, for
+each N of `--few_steps` (default 2, the bundled checkpoint's default, and 10; none to skip), the few-step posterior
+sampler (`algorithm_type="posterior"`, eta 1, N steps). Reported:
 
 * `NFE`: network evaluations per image (structure + texture + discriminator);
 * `s/image`: median wall-clock seconds over `--repeats` calls, after one warm-up call (on a 64 px crop of the input
@@ -49,7 +49,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="Above this many pixels a single timed call is made (keeps 512 px short on a CPU).",
     )
     parser.add_argument(
-        "--few_steps", type=int, default=10, help="Steps N of the few-step posterior sampler rows (0: no such rows)."
+        "--few_steps",
+        type=int,
+        nargs="*",
+        default=[2, 10],
+        help="Steps N of the few-step posterior sampler rows, one row pair per N (none: no such rows).",
     )
     parser.add_argument("--example", default="sunset", help="Bundled example name (photo + mask).")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -107,7 +111,9 @@ def main() -> None:
         size, steps, resampling = (int(value) for value in args.single)
         print(json.dumps(measure(args, size, steps or None, resampling == 1)))
         return
-    samplers = [0] + ([args.few_steps] if args.few_steps > 0 else [])
+    if any(steps < 1 for steps in args.few_steps):
+        raise ValueError(f"`--few_steps` must be positive step counts, got {args.few_steps}.")
+    samplers = [0, *args.few_steps]
     rows = []
     for size in args.sizes:
         results = {}

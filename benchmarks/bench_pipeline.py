@@ -58,7 +58,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--example", default="sunset", help="Bundled example name (photo + mask).")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--single", nargs=3, metavar=("SIZE", "STEPS", "RESAMPLING"), help=argparse.SUPPRESS)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if any(steps < 1 for steps in args.few_steps):
+        parser.error(f"--few_steps takes positive step counts, got {args.few_steps}.")
+    return args
 
 
 def measure(args: argparse.Namespace, size: int, num_steps: int | None, resampling: bool) -> dict[str, float]:
@@ -111,8 +114,6 @@ def main() -> None:
         size, steps, resampling = (int(value) for value in args.single)
         print(json.dumps(measure(args, size, steps or None, resampling == 1)))
         return
-    if any(steps < 1 for steps in args.few_steps):
-        raise ValueError(f"`--few_steps` must be positive step counts, got {args.few_steps}.")
     samplers = [0, *args.few_steps]
     rows = []
     for size in args.sizes:

@@ -64,6 +64,33 @@ def leave_one_photo_out(photo_of_sample: Sequence[str]) -> list[list[int]]:
     ]
 
 
+def kid_against_reference(
+    real: torch.Tensor, fake: dict[str, torch.Tensor], photo_of_sample: Sequence[str], reference: str
+) -> dict[str, dict[str, float]]:
+    """
+    KID of each method's `(n, d)` features in `fake` against the paired `real` ones, with jackknife standard errors
+    over photos (each photo left out with all its samples), and its difference to the `reference` method's KID.
+
+    Returns:
+        `method -> {"kid", "se", "difference", "difference_se"}`.
+    """
+    keep = leave_one_photo_out(photo_of_sample)
+    kid = {method: kid_unbiased(real, features) for method, features in fake.items()}
+    left_out = {
+        method: np.array([kid_unbiased(real[index], features[index]) for index in keep])
+        for method, features in fake.items()
+    }
+    return {
+        method: {
+            "kid": kid[method],
+            "se": jackknife(left_out[method]),
+            "difference": kid[method] - kid[reference],
+            "difference_se": jackknife(left_out[method] - left_out[reference]),
+        }
+        for method in fake
+    }
+
+
 def features_of(images: Sequence[np.ndarray], extractor: InceptionFeatureExtractor) -> torch.Tensor:
     batch = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()
     return extractor(batch).double()
@@ -98,25 +125,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         ids = [sample.sample_id for sample in bucket_samples]
         real = features_of([truths[i] for i in ids], extractor)
         fake = {method: features_of([outputs[method, i] for i in ids], extractor) for method in results.methods}
-        keep = leave_one_photo_out([sample.image_id for sample in bucket_samples])
-        left_out_kid = {
-            method: np.array([kid_unbiased(real[index], fake[method][index]) for index in keep])
-            for method in results.methods
-        }
+        photos = [sample.image_id for sample in bucket_samples]
+        rows = kid_against_reference(real, fake, photos, args.reference)
         lines += [
-            f"**{bucket} % holes** ({len(ids)} samples of {len(keep)} photos)",
+            f"**{bucket} % holes** ({len(ids)} samples of {len(set(photos))} photos)",
             "",
             "| method | KID | jackknife SE | KID - reference | SE of the difference | z |",
             "|---|---:|---:|---:|---:|---:|",
         ]
-        kid = {method: kid_unbiased(real, fake[method]) for method in results.methods}
-        for method in results.methods:
-            difference = kid[method] - kid[args.reference]
-            difference_se = jackknife(left_out_kid[method] - left_out_kid[args.reference])
-            z = f"{difference / difference_se:+.1f}" if difference_se > 0 else "-"
+        for method, row in rows.items():
+            z = f"{row['difference'] / row['difference_se']:+.1f}" if row["difference_se"] > 0 else "-"
             lines.append(
-                f"| {method} | {kid[method]:+.4f} | {jackknife(left_out_kid[method]):.4f} | {difference:+.4f} | "
-                f"{difference_se:.4f} | {z} |"
+                f"| {method} | {row['kid']:+.4f} | {row['se']:.4f} | {row['difference']:+.4f} | "
+                f"{row['difference_se']:.4f} | {z} |"
             )
         lines.append("")
     text = "\n".join(lines)

@@ -16,7 +16,7 @@ rows alike.
     python scripts/mean_share_ablation.py --resolution 128 --max_images 120 --masks_per_image 2 \\
         --weights 0.5 0.75 --output docs/ablation/mean_share_128.md
 
-Each weight keeps its own result cache (`<cache_dir>/w<weight>`): the harness keys a pipeline's results on its folder,
+Each weight keeps its own result cache (`<cache_dir>/<image folder>_<resolution>_w<weight>`): the harness keys a pipeline's results on its folder,
 which does not record `w`.
 """
 
@@ -24,15 +24,13 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
-
 import diffusers_strdiff.coarse_fill as coarse_fill
 from diffusers_strdiff import DEFAULT_CHECKPOINT
 from diffusers_strdiff.evaluation import InceptionFeatureExtractor, build_eval_set, build_methods, evaluate
 from diffusers_strdiff.evaluation.methods import _to_uint8_hwc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from kid_uncertainty import features_of, jackknife, kid_unbiased, leave_one_photo_out  # noqa: E402
+from kid_uncertainty import features_of, kid_against_reference  # noqa: E402
 
 PIPELINE = "strdiffusion_no_resampling"
 METHODS = ("telea", "navier_stokes", "biharmonic", "patchmatch", PIPELINE)
@@ -76,28 +74,19 @@ def main() -> None:
         results = evaluate(samples, methods, cache_dir=cache_dir, compute_fid=False, show_progress=False)
         extractor = InceptionFeatureExtractor(cache_dir=cache_dir / "_inception")
         outputs = {(record.method, record.sample_id): record.output for record in results.records}
-        psnr = {(record.method, record.bucket): [] for record in results.records}
-        for record in results.records:
-            psnr[record.method, record.bucket].append(record.psnr)
         cells = {method: [] for method in results.methods}
         for bucket in buckets:
             bucket_samples = [sample for sample in samples if sample.bucket == bucket]
             ids = [sample.sample_id for sample in bucket_samples]
             real = features_of([truths[i] for i in ids], extractor)
-            keep = leave_one_photo_out([sample.image_id for sample in bucket_samples])
             fake = {method: features_of([outputs[method, i] for i in ids], extractor) for method in results.methods}
-            kid = {method: kid_unbiased(real, fake[method]) for method in results.methods}
-            left_out = {
-                method: np.array([kid_unbiased(real[index], fake[method][index]) for index in keep])
-                for method in results.methods
-            }
-            for method in results.methods:
-                difference = kid[method] - kid["patchmatch"]
-                error = jackknife(left_out[method] - left_out["patchmatch"])
+            rows = kid_against_reference(real, fake, [sample.image_id for sample in bucket_samples], "patchmatch")
+            for method, row in rows.items():
+                psnr = results.metrics[bucket][method]["psnr_mean"]
                 cells[method].append(
-                    f"{np.mean(psnr[method, bucket]):.2f} / {difference:+.4f} +- {error:.4f}"
+                    f"{psnr:.2f} / {row['difference']:+.4f} +- {row['difference_se']:.4f}"
                     if method != "patchmatch"
-                    else f"{np.mean(psnr[method, bucket]):.2f} / KID {kid[method]:+.4f}"
+                    else f"{psnr:.2f} / KID {row['kid']:+.4f}"
                 )
         for method in results.methods:
             if method == PIPELINE:

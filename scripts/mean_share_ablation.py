@@ -16,8 +16,9 @@ rows alike.
     python scripts/mean_share_ablation.py --resolution 128 --max_images 120 --masks_per_image 2 \\
         --weights 0.5 0.75 --output docs/ablation/mean_share_128.md
 
-Each weight keeps its own result cache (`<cache_dir>/<image folder>_<resolution>_w<weight>`): the harness keys a pipeline's results on its folder,
-which does not record `w`.
+The classical fills do not depend on `w` and run once (result cache `<cache_dir>/<image folder>_<resolution>`). The
+pipeline runs once per weight, each with its own result cache (`..._w<weight>`): the harness keys a pipeline's results
+on its folder, which does not record `w`. One Inception feature cache (`<cache_dir>/_inception`) serves every run.
 """
 
 import argparse
@@ -33,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from kid_uncertainty import features_of, kid_against_reference  # noqa: E402
 
 PIPELINE = "strdiffusion_no_resampling"
-METHODS = ("telea", "navier_stokes", "biharmonic", "patchmatch", PIPELINE)
+CLASSICAL = ("telea", "navier_stokes", "biharmonic", "patchmatch")
 
 
 def parse_args() -> argparse.Namespace:
@@ -56,7 +57,34 @@ def main() -> None:
         args.image_dir, args.resolution, masks_per_image=args.masks_per_image, max_images=args.max_images
     )
     buckets = list(dict.fromkeys(sample.bucket for sample in samples))
-    truths = {sample.sample_id: _to_uint8_hwc(sample.image) for sample in samples}
+    bucket_samples = {bucket: [sample for sample in samples if sample.bucket == bucket] for bucket in buckets}
+    run_name = f"{args.image_dir.name}_{args.resolution}"
+    extractor = InceptionFeatureExtractor(cache_dir=args.cache_dir / "_inception")
+
+    def evaluate_methods(names: tuple[str, ...], cache_dir: Path) -> tuple[dict, dict]:
+        """Runs `names` through the harness; returns `bucket -> method -> (n, d)` features and the harness metrics."""
+        methods = build_methods(
+            names, args.checkpoint, num_inference_steps=args.num_inference_steps, sampler="posterior"
+        )
+        results = evaluate(samples, methods, cache_dir=cache_dir, compute_fid=False, show_progress=False)
+        outputs = {(record.method, record.sample_id): record.output for record in results.records}
+        features = {
+            bucket: {
+                method: features_of(
+                    [outputs[method, sample.sample_id] for sample in bucket_samples[bucket]], extractor
+                )
+                for method in results.methods
+            }
+            for bucket in buckets
+        }
+        return features, results.metrics
+
+    real = {
+        bucket: features_of([_to_uint8_hwc(sample.image) for sample in bucket_samples[bucket]], extractor)
+        for bucket in buckets
+    }
+    photos = {bucket: [sample.image_id for sample in bucket_samples[bucket]] for bucket in buckets}
+    classical_features, classical_metrics = evaluate_methods(CLASSICAL, args.cache_dir / run_name)
     lines = [
         f"{len(samples) // len(buckets)} samples per bucket ({args.image_dir}, {args.resolution} px, "
         f"{args.masks_per_image} masks per photo). PSNR in dB; KID - PatchMatch with its jackknife standard error "
@@ -65,34 +93,24 @@ def main() -> None:
         "| w | method | " + " | ".join(f"PSNR / KID - PatchMatch, {bucket} %" for bucket in buckets) + " |",
         "|---:|---|" + "---|" * len(buckets),
     ]
-    for weight in args.weights:
+    for index, weight in enumerate(args.weights):
         coarse_fill.PATCHMATCH_BLEND_WEIGHT = weight
-        cache_dir = args.cache_dir / f"{args.image_dir.name}_{args.resolution}_w{weight}"
-        methods = build_methods(
-            METHODS, args.checkpoint, num_inference_steps=args.num_inference_steps, sampler="posterior"
-        )
-        results = evaluate(samples, methods, cache_dir=cache_dir, compute_fid=False, show_progress=False)
-        extractor = InceptionFeatureExtractor(cache_dir=cache_dir / "_inception")
-        outputs = {(record.method, record.sample_id): record.output for record in results.records}
-        cells = {method: [] for method in results.methods}
+        pipeline_features, pipeline_metrics = evaluate_methods((PIPELINE,), args.cache_dir / f"{run_name}_w{weight}")
+        cells = {method: [] for method in (*CLASSICAL, PIPELINE)}
         for bucket in buckets:
-            bucket_samples = [sample for sample in samples if sample.bucket == bucket]
-            ids = [sample.sample_id for sample in bucket_samples]
-            real = features_of([truths[i] for i in ids], extractor)
-            fake = {method: features_of([outputs[method, i] for i in ids], extractor) for method in results.methods}
-            rows = kid_against_reference(real, fake, [sample.image_id for sample in bucket_samples], "patchmatch")
+            fake = {**classical_features[bucket], **pipeline_features[bucket]}
+            rows = kid_against_reference(real[bucket], fake, photos[bucket], "patchmatch")
+            metrics = {**classical_metrics[bucket], **pipeline_metrics[bucket]}
             for method, row in rows.items():
-                psnr = results.metrics[bucket][method]["psnr_mean"]
+                psnr = metrics[method]["psnr_mean"]
                 cells[method].append(
                     f"{psnr:.2f} / {row['difference']:+.4f} +- {row['difference_se']:.4f}"
                     if method != "patchmatch"
                     else f"{psnr:.2f} / KID {row['kid']:+.4f}"
                 )
-        for method in results.methods:
-            if method == PIPELINE:
-                lines.append(f"| {weight} | default pipeline | " + " | ".join(cells[method]) + " |")
-            elif weight == args.weights[0]:  # the classical fills do not depend on w
-                lines.append(f"| - | {method} | " + " | ".join(cells[method]) + " |")
+        if index == 0:
+            lines += [f"| - | {method} | " + " | ".join(cells[method]) + " |" for method in CLASSICAL]
+        lines.append(f"| {weight} | default pipeline | " + " | ".join(cells[PIPELINE]) + " |")
     text = "\n".join(lines)
     print(text)
     if args.output is not None:

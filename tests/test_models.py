@@ -8,7 +8,7 @@ from diffusers_strdiff import (
     convert_official_checkpoint,
 )
 from diffusers_strdiff.models.discriminator import BLUR_TAPS, blur_downsample
-from diffusers_strdiff.models.unet_strdiff import upsample_nearest_2x
+from diffusers_strdiff.models.upsampling import upsample_nearest_2x
 
 from .conftest import load_fixture
 

@@ -13,7 +13,7 @@ from torch import nn
 
 from .attention import _LinearAttentionBlock
 from .autograd_mode import records_for_autograd
-from .inference import InferenceMixin
+from .inference import InferenceMixin, upsample_and_conv3x3
 from .spade import SPADEResidualBlock
 
 
@@ -170,21 +170,6 @@ class _MidBlock(nn.Module):
         return self.resnets[1](hidden_states, temb)
 
 
-#: Nearest x2 upsampling of maps with at most this many pixels repeats each pixel with `expand` instead of
-#: `F.interpolate`, whose NCHW CPU kernel took 3-4x longer on them (2 threads: 1,024 x 16 x 16 maps 7.5 ms against 2.4,
-#: 512 x 32 x 32 13.8 ms against 4.1, 4 x 512 x 32 x 32 130 ms against 34) but was faster on 64 x 64 maps. Same values.
-UPSAMPLE_BY_EXPAND_MAX_PIXELS = 32 * 32
-
-
-def upsample_nearest_2x(hidden_states: torch.Tensor) -> torch.Tensor:
-    """`F.interpolate(hidden_states, scale_factor=2.0, mode="nearest")` for `(B, C, H, W)` maps; `(B, C, 2H, 2W)`."""
-    batch_size, channels, height, width = hidden_states.shape
-    if height * width > UPSAMPLE_BY_EXPAND_MAX_PIXELS:
-        return F.interpolate(hidden_states, scale_factor=2.0, mode="nearest")
-    repeated = hidden_states[:, :, :, None, :, None].expand(batch_size, channels, height, 2, width, 2)
-    return repeated.reshape(batch_size, channels, 2 * height, 2 * width)
-
-
 class _UpBlock(nn.Module):
     r"""
     One decoder level: two [`_ResnetBlock`]s fed with the concatenated skip features of the matching encoder level
@@ -217,7 +202,7 @@ class _UpBlock(nn.Module):
             hidden_states = resnet(torch.cat([hidden_states, skip], dim=1), temb)
         hidden_states = self.attention(hidden_states)
         if self.add_upsample:
-            hidden_states = upsample_nearest_2x(hidden_states)
+            return upsample_and_conv3x3(self.upsample, hidden_states)
         return self.upsample(hidden_states)
 
 

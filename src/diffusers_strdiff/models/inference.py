@@ -25,6 +25,10 @@ on an AVX2 CPU, while on an AVX-512 CPU the direct convolution is the fastest on
 keeps the fastest (one choice per layer shape, input shape and thread count, shared by the process); the thresholds
 above then only bound what is tried. `autotune=False` lets the thresholds choose, the same in every process.
 
+A convolution that follows a nearest x2 upsampling (the U-Nets' decoder, [`upsample_and_conv3x3`]) may run both as
+one sub-pixel convolution of the small map (`upsampling.py`): 16 instead of 36 multiplications per 2x2 output pixels
+and no upsampled map, kept where it measured faster than upsampling and then convolving (`subpixel_upsampling`).
+
 It also switches the linear attention blocks to their chunked CPU path (`_LinearAttentionBlock.forward_chunked`),
 which computes the same attention a few thousand pixels at a time instead of on whole-image projections, and the
 U-Nets' residual blocks to their in-place path (`inplace_inference`). [`conv2d_with_image_bias`] lets a model add a

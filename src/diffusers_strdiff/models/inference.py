@@ -548,8 +548,8 @@ class InferenceMixin:
         memory at 512 px), and with `inplace_activations` the U-Nets' residual blocks update their activations in
         place. With `subpixel_upsampling` the U-Nets' decoder runs each nearest x2 upsampling and the 3x3 convolution
         after it as one sub-pixel convolution where that is faster (16 instead of 36 multiplications per 2x2 output
-        pixels, and no upsampled map). The state dict, the config and training are unchanged: in training mode, or when gradients are
-        needed, the convolutions and blocks are the plain ones.
+        pixels, and no upsampled map). The state dict, the config and training are unchanged: in training mode, or
+        when gradients are needed, the convolutions and blocks are the plain ones.
         """
         prepare_for_inference(
             self, winograd, nnpack, chunked_attention, inplace_activations, winograd_4x4, autotune, subpixel_upsampling

@@ -429,8 +429,12 @@ class _InferenceConv2dMixin:
             return upsample_conv3x3_subpixel(hidden_states, cache[3], self.bias)
 
         if not self.__dict__.get("_autotune", False):
-            upsampled = upsample_nearest_2x(hidden_states)
-            return self(upsampled) if self._fixed_plan(upsampled)[0] == "winograd" else subpixel()
+            # the thresholds read only the upsampled map's shape, dtype and device: a stand-in that allocates nothing
+            batch_size, channels, height, width = hidden_states.shape
+            upsampled_shape = hidden_states.new_zeros(()).expand(batch_size, channels, 2 * height, 2 * width)
+            if self._fixed_plan(upsampled_shape)[0] == "winograd":
+                return self(upsample_nearest_2x(hidden_states))
+            return subpixel()
         key = ("subpixel", self.in_channels, self.out_channels, tuple(hidden_states.shape))
         key += (hidden_states.is_contiguous(), hidden_states.dtype, torch.get_num_threads())
         if key not in _AUTOTUNED_PLANS:

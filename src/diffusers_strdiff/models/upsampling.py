@@ -57,8 +57,9 @@ def upsample_conv3x3_subpixel(
     height, width = hidden_states.shape[-2:]
     out_channels = phase_weight.shape[0] // 4
     phase_bias = None if bias is None else bias.repeat(4)
-    # phase (a, b) of output pixel (i, j) is at row i + a, column j + b of this (H + 1) x (W + 1) output
-    phases = F.conv2d(F.pad(hidden_states, (1, 1, 1, 1)), phase_weight, phase_bias)
+    # phase (a, b) of output pixel (i, j) is at row i + a, column j + b of this (H + 1) x (W + 1) output (the 2x2
+    # convolution pads inside the kernel: no padded copy of the input)
+    phases = F.conv2d(hidden_states, phase_weight, phase_bias, padding=1)
     batch_stride, channel_stride, row_stride, column_stride = phases.stride()
     interleaved = phases.as_strided(
         (len(phases), out_channels, height, 2, width, 2),

@@ -12,6 +12,7 @@ from .callbacks import RESAMPLING_PRESETS, DiscriminatorGatedResampling
 from .conversion import convert_official_checkpoint, convert_official_pipeline
 from .masks import HOLE_RATIO_BUCKETS, generate_irregular_mask, hole_ratio, load_mask, load_mask_files
 from .models import SPADEResidualBlock, StrDiffusionDiscriminator, StrDiffusionUNet2DModel
+from .models.workspace import release_scratch_memory
 from .pipelines import (
     DEFAULT_CHECKPOINT,
     StrDiffusionInpaintPipeline,
@@ -53,6 +54,7 @@ __all__ = [
     "load_mask",
     "load_mask_files",
     "load_pipeline",
+    "release_scratch_memory",
     "reuse_freed_memory",
     "use_sampler",
 ]

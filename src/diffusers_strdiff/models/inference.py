@@ -17,7 +17,8 @@ zero-padded convolution of a model
   a batch of matrix products: F(2x2, 3x3), 16 products with 16/36 of the multiplications, or, for calls with many
   output tiles (`WINOGRAD_F4_MIN_TILES`), F(4x4, 3x3), 36 products with 1/4 of them. The result is the same
   convolution up to float rounding (measured against a float64 convolution: F(2x2, 3x3) ~10x *smaller* error than
-  oneDNN's direct float32 convolution, F(4x4, 3x3) 1-2x its error).
+  oneDNN's direct float32 convolution, F(4x4, 3x3) 1-2x its error). Its intermediate tensors live in per-thread
+  scratch buffers that are kept from call to call (`workspace.py`, [`release_scratch_memory`] frees them).
 
 Which algorithm pays depends on the CPU: NNPACK and Winograd ran 1.1-2.6x faster than oneDNN's direct convolution
 on an AVX2 CPU, while on an AVX-512 CPU the direct convolution is the fastest on 128 x 128 maps. By default
@@ -49,6 +50,7 @@ from torch import nn
 from .attention import _LinearAttentionBlock
 from .autograd_mode import records_for_autograd
 from .upsampling import subpixel_weight, upsample_conv3x3_subpixel, upsample_nearest_2x
+from .workspace import scratch_tensor
 
 #: A 3x3 convolution runs as Winograd when the harmonic mean of its input and output channels is at least this
 #: (narrower layers are bound by the transforms, which eager PyTorch does not fuse, and stay direct).
@@ -180,20 +182,29 @@ def winograd_conv3x3(
     window = 4 if len(transformed_weight) == 16 else 6  # input tile: output tile + 2
     tile = window - 2
     tiles_h, tiles_w = -(-height // tile), -(-width // tile)
+    num_tiles = batch_size * tiles_h * tiles_w
     input_transform, output_transform = _winograd_tile_transforms(tile, hidden_states.dtype, hidden_states.device)
+    # the intermediates alternate between two scratch buffers (`workspace.py`): each is read once, by the next step
     # NHWC, zero-padded by 1 (plus up to tile - 1 rows/columns to complete the last tiles)
-    padding = (0, 0, 1, 1 + tile * tiles_w - width, 1, 1 + tile * tiles_h - height)
-    padded = F.pad(hidden_states.permute(0, 2, 3, 1), padding).contiguous()
+    padded = scratch_tensor(0, (batch_size, tile * tiles_h + 2, tile * tiles_w + 2, in_channels), hidden_states)
+    for border in (padded[:, :1], padded[:, height + 1 :], padded[:, :, :1], padded[:, :, width + 1 :]):
+        border.zero_()
+    padded[:, 1 : height + 1, 1 : width + 1].copy_(hidden_states.permute(0, 2, 3, 1))
     row_stride, column_stride = padded.stride(1), padded.stride(2)
-    tiles = padded.as_strided(
-        (batch_size, tiles_h, tiles_w, window, window, in_channels),
-        (padded.stride(0), tile * row_stride, tile * column_stride, row_stride, column_stride, 1),
-    ).contiguous()
+    tiles = scratch_tensor(1, (batch_size, tiles_h, tiles_w, window, window, in_channels), hidden_states)
+    tiles.copy_(
+        padded.as_strided(
+            tiles.shape, (padded.stride(0), tile * row_stride, tile * column_stride, row_stride, column_stride, 1)
+        )
+    )
     # B^T d B of every tile and channel, one small product per tile (a single product over all tiles with the
     # 36 x 36 transform ran 2-6x slower in MKL); the kernel products read it transposed, without a copy
-    transformed = torch.matmul(input_transform, tiles.view(-1, window**2, in_channels)).transpose(0, 1)
-    products = torch.bmm(transformed, transformed_weight)
-    output_tiles = torch.mm(output_transform, products.view(window**2, -1))  # A^T m A
+    transformed = scratch_tensor(0, (num_tiles, window**2, in_channels), hidden_states)
+    torch.matmul(input_transform, tiles.view(num_tiles, window**2, in_channels), out=transformed)
+    products = scratch_tensor(1, (window**2, num_tiles, out_channels), hidden_states)
+    torch.bmm(transformed.transpose(0, 1), transformed_weight, out=products)
+    output_tiles = scratch_tensor(0, (tile**2, num_tiles * out_channels), hidden_states)
+    torch.mm(output_transform, products.view(window**2, -1), out=output_tiles)  # A^T m A
     output_tiles = output_tiles.view(tile, tile, batch_size, tiles_h, tiles_w, out_channels).permute(2, 3, 0, 4, 1, 5)
     output = hidden_states.new_empty(batch_size, tiles_h, tile, tiles_w, tile, out_channels)
     if bias is None:

@@ -190,7 +190,8 @@ def test_winograd_tile_size_follows_the_tiles_of_a_call(monkeypatch: pytest.Monk
     small = torch.randn(1, 6, 9, 11, generator=generator)  # 3 x 3 = 9 tiles of 4x4
     large = torch.randn(2, 6, 9, 11, generator=generator)  # 18 tiles
     for hidden_states, output_tile in ((small, 2), (large, 4), (small, 2)):
-        assert conv._winograd_plan(hidden_states) == (output_tile, len(hidden_states))
+        all_tiles = len(hidden_states) * inference._winograd_tiles(hidden_states, output_tile)
+        assert conv._winograd_plan(hidden_states) == (output_tile, all_tiles)
         expected = torch.nn.functional.conv2d(
             hidden_states.double(), conv.weight.double(), conv.bias.double(), padding=1
         )
@@ -199,9 +200,8 @@ def test_winograd_tile_size_follows_the_tiles_of_a_call(monkeypatch: pytest.Monk
 
 
 @torch.no_grad()
-def test_winograd_is_skipped_where_it_does_not_pay(monkeypatch: pytest.MonkeyPatch) -> None:
-    """`winograd=False` only caches the weights, and calls whose transformed input exceeds
-    `WINOGRAD_MAX_TRANSFORM_BYTES` run direct (their Winograd kernels are never computed); outputs are unchanged."""
+def test_winograd_can_be_switched_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`winograd=False` only caches the weights (the Winograd kernels are never computed); outputs are unchanged."""
     monkeypatch.setattr(inference, "WINOGRAD_MIN_CHANNELS", 0)
     state_dict = load_fixture("discriminator_state_dict")
     io = load_fixture("discriminator_io")
@@ -212,17 +212,6 @@ def test_winograd_is_skipped_where_it_does_not_pay(monkeypatch: pytest.MonkeyPat
         assert_matches_reference(call(discriminator, "discriminator", io), io["output"])
         caches = [m._inference_cache for m in discriminator.modules() if isinstance(m, _InferenceConv2dMixin)]
         assert caches and all((cache[2] is None) == (winograd is False) for cache in caches)
-
-    plain = convert_official_checkpoint(load_fixture("texture_unet_state_dict"))
-    prepared = copy.deepcopy(plain).prepare_for_inference(autotune=False)
-    monkeypatch.setattr(inference, "WINOGRAD_MAX_TRANSFORM_BYTES", 0)
-    io = load_fixture("texture_unet_io")
-    assert_matches_reference(call(prepared, "texture_unet", io), call(plain, "texture_unet", io))
-    caches = [m._inference_cache for m in prepared.modules() if isinstance(m, _InferenceConv2dMixin)]
-    assert caches and all(cache[2] is None for cache in caches)
-    monkeypatch.setattr(inference, "WINOGRAD_MAX_TRANSFORM_BYTES", 2**40)
-    assert_matches_reference(call(prepared, "texture_unet", io), call(plain, "texture_unet", io))
-    assert all(cache[2] is not None for cache in caches)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
@@ -322,27 +311,30 @@ def test_nnpack_runs_only_on_large_convolutions(nnpack_calls) -> None:
 
 
 @torch.no_grad()
-def test_winograd_runs_a_batch_too_large_for_its_budget_in_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A batch whose transform exceeds `WINOGRAD_MAX_TRANSFORM_BYTES` while one image fits runs as Winograd in chunks
-    of the images that fit (same output as the direct convolution); a single image too large runs direct."""
+@pytest.mark.parametrize("output_tile", [2, 4])
+def test_winograd_runs_a_call_too_large_for_its_budget_in_chunks(output_tile, monkeypatch) -> None:
+    """A call whose transformed input exceeds `WINOGRAD_MAX_TRANSFORM_BYTES` transforms as many tiles at a time as
+    the budget takes: whole images while one fits, else bands of tile rows of one image (at least one row, even with
+    no budget). Every chunking gives the direct convolution."""
     monkeypatch.setattr(inference, "WINOGRAD_MIN_CHANNELS", 0)
     monkeypatch.setattr(inference, "NNPACK_MIN_CHANNELS", 10**9)
+    monkeypatch.setattr(inference, "WINOGRAD_F4_MIN_TILES", 1 if output_tile == 4 else 10**9)
     conv = inference.prepare_for_inference(torch.nn.Conv2d(6, 5, 3, padding=1).eval(), autotune=False)
     hidden_states = torch.randn(5, 6, 10, 14, generator=torch.Generator().manual_seed(0))
-    one_image = inference._winograd_transform_bytes(hidden_states[:1])
-    monkeypatch.setattr(inference, "WINOGRAD_MAX_TRANSFORM_BYTES", 2 * one_image)
-    assert conv._winograd_plan(hidden_states) == (2, 2)
+    image_tiles = inference._winograd_tiles(hidden_states, output_tile)  # 5 x 7 (2x2 tiles) or 3 x 4 (4x4)
+    tile_bytes = (output_tile + 2) ** 2 * 6 * 4
     expected = torch.nn.functional.conv2d(hidden_states.double(), conv.weight.double(), conv.bias.double(), padding=1)
-    output = conv(hidden_states)
-    assert conv._inference_cache[2] is not None
-    torch.testing.assert_close(output.double(), expected, rtol=1e-5, atol=1e-5)
-    monkeypatch.setattr(inference, "WINOGRAD_F4_MIN_TILES", 1)  # F(4x4): 36 values per 12 tiles of an image
-    assert conv._winograd_plan(hidden_states) == (4, 2)
-    torch.testing.assert_close(conv(hidden_states).double(), expected, rtol=1e-5, atol=1e-5)
-    assert conv._inference_cache[2].shape[0] == 36
-    monkeypatch.setattr(inference, "WINOGRAD_MAX_TRANSFORM_BYTES", one_image // 4)
-    assert conv._winograd_plan(hidden_states) == (0, 0)
-    torch.testing.assert_close(conv(hidden_states).double(), expected, rtol=1e-5, atol=1e-5)
+    for budget_tiles, tiles_per_call in (
+        (10**6, 5 * image_tiles),  # the whole batch
+        (2 * image_tiles + 1, 2 * image_tiles + 1),  # two images at a time
+        (image_tiles - 1, image_tiles - 1),  # bands of all rows but one
+        (3, 3),  # bands of one row
+        (0, 1),  # no budget: still one row at a time
+    ):
+        monkeypatch.setattr(inference, "WINOGRAD_MAX_TRANSFORM_BYTES", budget_tiles * tile_bytes)
+        assert conv._winograd_plan(hidden_states) == (output_tile, tiles_per_call)
+        torch.testing.assert_close(conv(hidden_states).double(), expected, rtol=1e-5, atol=1e-5)
+        assert conv._inference_cache[2].shape[0] == (output_tile + 2) ** 2
 
 
 @torch.no_grad()
@@ -366,7 +358,9 @@ def test_winograd_kernel_layout_follows_the_rows_of_the_product(monkeypatch: pyt
         assert kernels.stride(1) == (1 if output_major else 5)
 
 
-@pytest.mark.parametrize("path", ["direct", "winograd", "winograd_in_chunks", "nnpack", "training", "plain"])
+@pytest.mark.parametrize(
+    "path", ["direct", "winograd", "winograd_in_chunks", "winograd_in_bands", "nnpack", "training", "plain"]
+)
 @pytest.mark.parametrize("with_bias", [True, False])
 def test_conv2d_with_image_bias_adds_one_bias_per_image(path: str, with_bias: bool, monkeypatch) -> None:
     """Every path of a prepared convolution (and a plain one) gives `conv(x) + image_bias[:, :, None, None]`, each
@@ -379,10 +373,9 @@ def test_conv2d_with_image_bias_adds_one_bias_per_image(path: str, with_bias: bo
     monkeypatch.setattr(inference, "WINOGRAD_MIN_CHANNELS", 10**9 if path == "direct" else 0)
     generator = torch.Generator().manual_seed(0)
     hidden_states = torch.randn(3, 6, 9, 11, generator=generator)
-    if path == "winograd_in_chunks":
-        monkeypatch.setattr(
-            inference, "WINOGRAD_MAX_TRANSFORM_BYTES", inference._winograd_transform_bytes(hidden_states)
-        )
+    if path.startswith("winograd_in_"):  # chunks of two of the 3 images (30 tiles each), bands of one tile row (6)
+        tiles_per_call = 60 if path == "winograd_in_chunks" else 7
+        monkeypatch.setattr(inference, "WINOGRAD_MAX_TRANSFORM_BYTES", tiles_per_call * 16 * 6 * 4)
     conv = torch.nn.Conv2d(6, 5, 3, padding=1, bias=with_bias)
     if path != "plain":
         inference.prepare_for_inference(conv, autotune=False)
@@ -520,7 +513,10 @@ def test_winograd_4x4_can_be_switched_off(monkeypatch: pytest.MonkeyPatch) -> No
         conv = torch.nn.Conv2d(6, 5, 3, padding=1).eval()
         torch.nn.init.normal_(conv.weight, generator=torch.Generator().manual_seed(1))
         inference.prepare_for_inference(conv, winograd_4x4=winograd_4x4, autotune=False)
-        assert conv._winograd_plan(hidden_states) == (output_tile, 2)
+        assert conv._winograd_plan(hidden_states) == (
+            output_tile,
+            2 * inference._winograd_tiles(hidden_states, output_tile),
+        )
         expected = torch.nn.functional.conv2d(
             hidden_states.double(), conv.weight.double(), conv.bias.double(), padding=1
         )

@@ -28,10 +28,11 @@ def test_scratch_tensor_reuses_its_slot_and_grows_it() -> None:
 
 def test_scratch_buffers_belong_to_their_thread() -> None:
     like = torch.zeros(())
-    pointers = {}
+    tensors, reused = {}, {}
 
     def request(name: str) -> None:
-        pointers[name] = scratch_tensor(0, (64, 64), like).data_ptr()
+        tensors[name] = scratch_tensor(0, (64, 64), like)  # kept: its buffer stays alive after the thread ends
+        reused[name] = scratch_tensor(0, (64, 64), like).data_ptr() == tensors[name].data_ptr()
 
     threads = [threading.Thread(target=request, args=(name,)) for name in ("a", "b")]
     for thread in threads:
@@ -39,7 +40,8 @@ def test_scratch_buffers_belong_to_their_thread() -> None:
     for thread in threads:
         thread.join()
     request("main")
-    assert len(set(pointers.values())) == 3
+    assert reused == {"a": True, "b": True, "main": True}
+    assert len({tensor.data_ptr() for tensor in tensors.values()}) == 3
 
 
 @pytest.mark.parametrize("output_tile", [2, 4])

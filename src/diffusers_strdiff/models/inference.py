@@ -11,10 +11,10 @@ zero-padded convolution of a model
 * run through NNPACK's Winograd F(6x6, 3x3) convolution where that pays: large layers (`NNPACK_MIN_*`: at least 64
   channels on maps of at least 64 x 64), one image at a time; its error against a float64 convolution is ~10x that
   of oneDNN's direct float32 convolution, well within the released fixtures' tolerance, and
-* run as a Winograd convolution (Lavin & Gray, 2016) where that pays: wide layers (`WINOGRAD_MIN_CHANNELS`) on inputs
-  whose transform stays cache-sized (`WINOGRAD_MAX_TRANSFORM_BYTES`; a batch that exceeds it runs in chunks of images
-  that do not). The 3x3 kernels are transformed once (in float64, on the first such call) and the convolution becomes
-  a batch of matrix products: F(2x2, 3x3), 16 products with 16/36 of the multiplications, or, for calls with many
+* run as a Winograd convolution (Lavin & Gray, 2016) where that pays: wide layers (`WINOGRAD_MIN_CHANNELS`), a
+  bounded number of tiles at a time (`WINOGRAD_MAX_TRANSFORM_BYTES`: whole images, or bands of one). The 3x3
+  kernels are transformed once (in float64, on the first such call) and the convolution becomes a batch of matrix
+  products: F(2x2, 3x3), 16 products with 16/36 of the multiplications, or, for calls with many
   output tiles (`WINOGRAD_F4_MIN_TILES`), F(4x4, 3x3), 36 products with 1/4 of them. The result is the same
   convolution up to float rounding (measured against a float64 convolution: F(2x2, 3x3) ~10x *smaller* error than
   oneDNN's direct float32 convolution, F(4x4, 3x3) 1-2x its error). Its intermediate tensors live in per-thread
@@ -55,10 +55,9 @@ from .workspace import scratch_tensor
 #: A 3x3 convolution runs as Winograd when the harmonic mean of its input and output channels is at least this
 #: (narrower layers are bound by the transforms, which eager PyTorch does not fuse, and stay direct).
 WINOGRAD_MIN_CHANNELS = 256
-#: ... and when the transformed input of one image (16 values per 2x2 output tile, 36 per 4x4 tile, and input channel)
-#: takes at most this many bytes: larger ones no longer stay in the CPU caches, and the transforms, bound by memory,
-#: then cost more than the saved multiplications (measured: 0.94-0.98x of the plain networks at 512 px, released
-#: config). Batches run in chunks of as many images as fit.
+#: A Winograd call transforms at most this many bytes of input tiles at a time (16 values per 2x2 output tile, 36 per
+#: 4x4 tile, and input channel): a larger call runs in chunks of whole images, or of bands of tile rows when one image
+#: exceeds it. This bounds the scratch memory of the intermediates (`workspace.py`) and keeps them near the caches.
 WINOGRAD_MAX_TRANSFORM_BYTES = 32 * 2**20
 #: A Winograd call uses 4x4 output tiles, F(4x4, 3x3) (36 products of 4x4 outputs: 2.25 multiplications per output
 #: and tap instead of F(2x2, 3x3)'s 4), when it has at least this many of them. With fewer rows the products are bound
@@ -165,7 +164,10 @@ def _winograd_tile_transforms(
 
 
 def winograd_conv3x3(
-    hidden_states: torch.Tensor, transformed_weight: torch.Tensor, bias: torch.Tensor | None
+    hidden_states: torch.Tensor,
+    transformed_weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    max_tiles: int | None = None,
 ) -> torch.Tensor:
     """
     `F.conv2d(hidden_states, weight, bias, padding=1)` as Winograd F(2x2, 3x3) or F(4x4, 3x3), with `transformed_weight
@@ -175,42 +177,52 @@ def winograd_conv3x3(
     Each step is one operator: the overlapping input tiles are gathered from the zero-padded channels-last input, both
     passes of the input transform are one batch of products with `B^T (x) B^T`, the `(tile + 2)**2` kernel products one
     `bmm`, both passes of the output transform one product with `A^T (x) A^T`, and the tiles are written into the
-    output together with the bias.
+    output together with the bias. With `max_tiles`, the steps after the padding run on at most that many output tiles
+    at a time (as many whole images as fit, else bands of tile rows of one image, at least one row), which bounds the
+    scratch memory of the intermediates.
     """
     batch_size, in_channels, height, width = hidden_states.shape
     out_channels = transformed_weight.shape[-1]
     window = 4 if len(transformed_weight) == 16 else 6  # input tile: output tile + 2
     tile = window - 2
     tiles_h, tiles_w = -(-height // tile), -(-width // tile)
-    num_tiles = batch_size * tiles_h * tiles_w
     input_transform, output_transform = _winograd_tile_transforms(tile, hidden_states.dtype, hidden_states.device)
-    # the intermediates alternate between two scratch buffers (`workspace.py`): each is read once, by the next step
-    # NHWC, zero-padded by 1 (plus up to tile - 1 rows/columns to complete the last tiles)
-    padded = scratch_tensor(0, (batch_size, tile * tiles_h + 2, tile * tiles_w + 2, in_channels), hidden_states)
+    # NHWC, zero-padded by 1 (plus up to tile - 1 rows/columns to complete the last tiles); the intermediates live in
+    # scratch buffers (`workspace.py`): the padded input in its own, the others alternating between two
+    padded = scratch_tensor(2, (batch_size, tile * tiles_h + 2, tile * tiles_w + 2, in_channels), hidden_states)
     for border in (padded[:, :1], padded[:, height + 1 :], padded[:, :, :1], padded[:, :, width + 1 :]):
         border.zero_()
     padded[:, 1 : height + 1, 1 : width + 1].copy_(hidden_states.permute(0, 2, 3, 1))
-    row_stride, column_stride = padded.stride(1), padded.stride(2)
-    tiles = scratch_tensor(1, (batch_size, tiles_h, tiles_w, window, window, in_channels), hidden_states)
-    tiles.copy_(
-        padded.as_strided(
-            tiles.shape, (padded.stride(0), tile * row_stride, tile * column_stride, row_stride, column_stride, 1)
-        )
-    )
-    # B^T d B of every tile and channel, one small product per tile (a single product over all tiles with the
-    # 36 x 36 transform ran 2-6x slower in MKL); the kernel products read it transposed, without a copy
-    transformed = scratch_tensor(0, (num_tiles, window**2, in_channels), hidden_states)
-    torch.matmul(input_transform, tiles.view(num_tiles, window**2, in_channels), out=transformed)
-    products = scratch_tensor(1, (window**2, num_tiles, out_channels), hidden_states)
-    torch.bmm(transformed.transpose(0, 1), transformed_weight, out=products)
-    output_tiles = scratch_tensor(0, (tile**2, num_tiles * out_channels), hidden_states)
-    torch.mm(output_transform, products.view(window**2, -1), out=output_tiles)  # A^T m A
-    output_tiles = output_tiles.view(tile, tile, batch_size, tiles_h, tiles_w, out_channels).permute(2, 3, 0, 4, 1, 5)
+    tile_strides = (padded.stride(0), tile * padded.stride(1), tile * padded.stride(2), *padded.stride()[1:])
     output = hidden_states.new_empty(batch_size, tiles_h, tile, tiles_w, tile, out_channels)
-    if bias is None:
-        output.copy_(output_tiles)
-    else:
-        torch.add(output_tiles, bias if bias.dim() == 1 else bias[:, None, None, None, None, :], out=output)
+    if bias is not None:
+        bias = bias if bias.dim() == 1 else bias[:, None, None, None, None, :]
+    max_tiles = batch_size * tiles_h * tiles_w if max_tiles is None else max_tiles
+    images_per_chunk = max(1, max_tiles // (tiles_h * tiles_w))
+    rows_per_chunk = tiles_h if images_per_chunk > 1 else max(1, min(tiles_h, max_tiles // tiles_w))
+    for first_image in range(0, batch_size, images_per_chunk):
+        images = slice(first_image, first_image + images_per_chunk)
+        for first_row in range(0, tiles_h, rows_per_chunk):
+            rows = slice(first_row, first_row + rows_per_chunk)
+            source = padded[images, tile * first_row :]
+            num_images, num_rows = len(range(batch_size)[images]), len(range(tiles_h)[rows])
+            num_tiles = num_images * num_rows * tiles_w
+            tiles = scratch_tensor(0, (num_images, num_rows, tiles_w, window, window, in_channels), hidden_states)
+            tiles.copy_(source.as_strided(tiles.shape, tile_strides))
+            # B^T d B of every tile and channel, one small product per tile (a single product over all tiles with
+            # the 36 x 36 transform ran 2-6x slower in MKL); the kernel products read it transposed, without a copy
+            transformed = scratch_tensor(1, (num_tiles, window**2, in_channels), hidden_states)
+            torch.matmul(input_transform, tiles.view(num_tiles, window**2, in_channels), out=transformed)
+            products = scratch_tensor(0, (window**2, num_tiles, out_channels), hidden_states)
+            torch.bmm(transformed.transpose(0, 1), transformed_weight, out=products)
+            output_tiles = scratch_tensor(1, (tile**2, num_tiles * out_channels), hidden_states)
+            torch.mm(output_transform, products.view(window**2, -1), out=output_tiles)  # A^T m A
+            output_tiles = output_tiles.view(tile, tile, num_images, num_rows, tiles_w, out_channels)
+            output_tiles = output_tiles.permute(2, 3, 0, 4, 1, 5)
+            if bias is None:
+                output[images, rows].copy_(output_tiles)
+            else:
+                torch.add(output_tiles, bias if bias.dim() == 1 else bias[images], out=output[images, rows])
     output = output.view(batch_size, tile * tiles_h, tile * tiles_w, out_channels)[:, :height, :width]
     return output.permute(0, 3, 1, 2)
 
@@ -245,13 +257,6 @@ def _winograd_tiles(hidden_states: torch.Tensor, output_tile: int) -> int:
     return -(-hidden_states.shape[-2] // output_tile) * -(-hidden_states.shape[-1] // output_tile)
 
 
-def _winograd_transform_bytes(hidden_states: torch.Tensor, output_tile: int = 2) -> int:
-    """Size of the Winograd-transformed input of `hidden_states` `(B, C, H, W)`: `(output_tile + 2)**2` values per
-    tile and channel."""
-    tiles = len(hidden_states) * _winograd_tiles(hidden_states, output_tile)
-    return (output_tile + 2) ** 2 * tiles * hidden_states.shape[1] * hidden_states.element_size()
-
-
 def _is_winograd_shape(conv: nn.Conv2d) -> bool:
     return (
         conv.kernel_size == (3, 3)
@@ -283,10 +288,10 @@ class _InferenceConv2dMixin:
 
     def _winograd_calls(self, hidden_states: torch.Tensor) -> list[tuple[int, int]]:
         """
-        `(output_tile, images_per_call)` of every Winograd convolution this layer may run on `hidden_states`: none for
+        `(output_tile, tiles_per_call)` of every Winograd convolution this layer may run on `hidden_states`: none for
         a narrow layer (`WINOGRAD_MIN_CHANNELS`) or with `winograd=False`, else F(2x2, 3x3) and (unless
-        `winograd_4x4=False`) F(4x4, 3x3), each in calls of as many images as the transform budget takes, where one
-        image fits.
+        `winograd_4x4=False`) F(4x4, 3x3), each transforming as many output tiles at a time as
+        `WINOGRAD_MAX_TRANSFORM_BYTES` takes (all of the call's if they fit).
         """
         in_channels, out_channels = self.in_channels, self.out_channels
         if not (
@@ -296,20 +301,19 @@ class _InferenceConv2dMixin:
             return []
         calls = []
         for output_tile in (2, 4) if self.__dict__.get("_winograd_4x4", True) else (2,):
-            one_image = _winograd_transform_bytes(hidden_states[:1], output_tile)
-            images_per_call = min(len(hidden_states), WINOGRAD_MAX_TRANSFORM_BYTES // one_image)
-            if images_per_call > 0:
-                calls.append((output_tile, images_per_call))
+            tile_bytes = (output_tile + 2) ** 2 * in_channels * hidden_states.element_size()
+            all_tiles = len(hidden_states) * _winograd_tiles(hidden_states, output_tile)
+            calls.append((output_tile, max(1, min(all_tiles, WINOGRAD_MAX_TRANSFORM_BYTES // tile_bytes))))
         return calls
 
     def _winograd_plan(self, hidden_states: torch.Tensor) -> tuple[int, int]:
         """
-        `(output_tile, images_per_call)` of a Winograd convolution of `hidden_states`: F(4x4, 3x3) where a call has at
+        `(output_tile, tiles_per_call)` of a Winograd convolution of `hidden_states`: F(4x4, 3x3) where a call has at
         least `WINOGRAD_F4_MIN_TILES` tiles (unless switched off by `prepare_for_inference(winograd_4x4=False)`), else
-        F(2x2, 3x3), in calls of as many images as the transform budget takes. `(0, 0)`: run direct.
+        F(2x2, 3x3). `(0, 0)`: run direct.
         """
         calls = dict(self._winograd_calls(hidden_states))
-        if 4 in calls and calls[4] * _winograd_tiles(hidden_states, 4) >= WINOGRAD_F4_MIN_TILES:
+        if 4 in calls and calls[4] >= WINOGRAD_F4_MIN_TILES:
             return 4, calls[4]
         return (2, calls[2]) if 2 in calls else (0, 0)
 
@@ -338,13 +342,13 @@ class _InferenceConv2dMixin:
         )
 
     def _fixed_plan(self, hidden_states: torch.Tensor) -> tuple[str, int, int]:
-        """The algorithm the thresholds above choose for `hidden_states`, as `(name, output_tile, images_per_call)`:
-        `("nnpack", 0, 0)`, `("winograd", tile, images)` or `("direct", 0, 0)`."""
+        """The algorithm the thresholds above choose for `hidden_states`, as `(name, output_tile, tiles_per_call)`:
+        `("nnpack", 0, 0)`, `("winograd", tile, tiles)` or `("direct", 0, 0)`."""
         pixels = hidden_states.shape[-2] * hidden_states.shape[-1]
         if self._allows_nnpack(hidden_states) and self.in_channels * self.out_channels * pixels >= NNPACK_MIN_WORK:
             return ("nnpack", 0, 0)
-        output_tile, images_per_call = self._winograd_plan(hidden_states)
-        return ("winograd", output_tile, images_per_call) if images_per_call else ("direct", 0, 0)
+        output_tile, tiles_per_call = self._winograd_plan(hidden_states)
+        return ("winograd", output_tile, tiles_per_call) if tiles_per_call else ("direct", 0, 0)
 
     def _candidate_plans(self, hidden_states: torch.Tensor) -> list[tuple[str, int, int]]:
         """Every algorithm that `prepare_for_inference(autotune=True)` times for `hidden_states`: direct, NNPACK where
@@ -352,7 +356,7 @@ class _InferenceConv2dMixin:
         plans = [("direct", 0, 0)]
         if self._allows_nnpack(hidden_states):
             plans.append(("nnpack", 0, 0))
-        plans += [("winograd", output_tile, images) for output_tile, images in self._winograd_calls(hidden_states)]
+        plans += [("winograd", output_tile, tiles) for output_tile, tiles in self._winograd_calls(hidden_states)]
         return plans
 
     def _plan(self, hidden_states: torch.Tensor, cache: list, bias: torch.Tensor | None) -> tuple[str, int, int]:
@@ -393,19 +397,12 @@ class _InferenceConv2dMixin:
     def _run_plan(
         self, plan: tuple[str, int, int], hidden_states: torch.Tensor, cache: list, bias: torch.Tensor | None
     ) -> torch.Tensor:
-        name, output_tile, images_per_call = plan
+        name, output_tile, tiles_per_call = plan
         if name == "nnpack":
             return nnpack_conv3x3(hidden_states, cache[1], bias)
         if name == "winograd":
-            rows = images_per_call * _winograd_tiles(hidden_states, output_tile)
-            kernels = self._winograd_kernels(cache, output_tile, rows <= WINOGRAD_OUTPUT_MAJOR_MAX_ROWS)
-            if images_per_call == hidden_states.shape[0]:
-                return winograd_conv3x3(hidden_states, kernels, bias)
-            parts = hidden_states.split(images_per_call)
-            bias_parts = [bias] * len(parts) if bias is None or bias.dim() == 1 else bias.split(images_per_call)
-            return torch.cat(
-                [winograd_conv3x3(part, kernels, part_bias) for part, part_bias in zip(parts, bias_parts, strict=True)]
-            )
+            kernels = self._winograd_kernels(cache, output_tile, tiles_per_call <= WINOGRAD_OUTPUT_MAJOR_MAX_ROWS)
+            return winograd_conv3x3(hidden_states, kernels, bias, max_tiles=tiles_per_call)
         if bias is None or bias.dim() == 1:
             return F.conv2d(hidden_states, cache[1], bias, self.stride, self.padding, self.dilation, self.groups)
         output = F.conv2d(hidden_states, cache[1], None, self.stride, self.padding, self.dilation, self.groups)

@@ -1,5 +1,6 @@
 """The prepared convolutions' scratch buffers (`models/workspace.py`): reused across calls and sizes, one set per
-thread, usable in and out of inference mode, and never leaking one call's values into the next."""
+process that a concurrent call never shares, usable in and out of inference mode, and never leaking one call's values
+into the next."""
 
 import threading
 
@@ -8,40 +9,50 @@ import torch
 
 from diffusers_strdiff import release_scratch_memory
 from diffusers_strdiff.models import inference
-from diffusers_strdiff.models.workspace import scratch_tensor
+from diffusers_strdiff.models.workspace import scratch_space
 
 
-def test_scratch_tensor_reuses_its_slot_and_grows_it() -> None:
+def test_scratch_space_reuses_its_slots_and_grows_them() -> None:
     release_scratch_memory()
     like = torch.zeros(())
-    first = scratch_tensor(0, (4, 6), like)
-    assert first.shape == (4, 6) and first.is_contiguous() and first.dtype == torch.float32
-    assert scratch_tensor(0, (3, 5), like).data_ptr() == first.data_ptr()  # smaller: same memory
-    assert scratch_tensor(1, (4, 6), like).data_ptr() != first.data_ptr()  # another slot
-    assert scratch_tensor(0, (2, 6), like.double()).data_ptr() != first.data_ptr()  # another dtype
-    grown = scratch_tensor(0, (10, 10), like)
-    assert grown.shape == (10, 10)
-    assert scratch_tensor(0, (4, 6), like).data_ptr() == grown.data_ptr()  # the grown buffer is kept
+    with scratch_space() as scratch:
+        first = scratch(0, (4, 6), like)
+        assert first.shape == (4, 6) and first.is_contiguous() and first.dtype == torch.float32
+        assert scratch(0, (3, 5), like).data_ptr() == first.data_ptr()  # smaller: same memory
+        assert scratch(1, (4, 6), like).data_ptr() != first.data_ptr()  # another slot
+        assert scratch(0, (2, 6), like.double()).data_ptr() != first.data_ptr()  # another dtype
+        grown = scratch(0, (10, 10), like)
+        assert grown.shape == (10, 10)
+    with scratch_space() as scratch:
+        assert scratch(0, (4, 6), like).data_ptr() == grown.data_ptr()  # kept between calls
     release_scratch_memory()  # `grown` keeps the old buffer alive: a new one is other memory
-    assert scratch_tensor(0, (10, 10), like).data_ptr() != grown.data_ptr()
+    with scratch_space() as scratch:
+        assert scratch(0, (10, 10), like).data_ptr() != grown.data_ptr()
 
 
-def test_scratch_buffers_belong_to_their_thread() -> None:
+def test_a_concurrent_call_gets_its_own_memory() -> None:
+    """While one thread uses the buffers, another thread's call gets fresh tensors (and does not wait); once they
+    are free again, it gets the shared ones."""
     like = torch.zeros(())
-    tensors, reused = {}, {}
+    pointers = {}
 
     def request(name: str) -> None:
-        tensors[name] = scratch_tensor(0, (64, 64), like)  # kept: its buffer stays alive after the thread ends
-        reused[name] = scratch_tensor(0, (64, 64), like).data_ptr() == tensors[name].data_ptr()
+        with scratch_space() as scratch:
+            tensor = scratch(0, (64, 64), like)
+            pointers[name] = (tensor.data_ptr(), scratch(0, (64, 64), like).data_ptr())
 
-    threads = [threading.Thread(target=request, args=(name,)) for name in ("a", "b")]
-    for thread in threads:
+    with scratch_space() as scratch:
+        shared = scratch(0, (64, 64), like)
+        thread = threading.Thread(target=request, args=("while_in_use",))
         thread.start()
-    for thread in threads:
-        thread.join()
-    request("main")
-    assert reused == {"a": True, "b": True, "main": True}
-    assert len({tensor.data_ptr() for tensor in tensors.values()}) == 3
+        thread.join(timeout=60)
+        assert not thread.is_alive()
+    thread = threading.Thread(target=request, args=("after",))
+    thread.start()
+    thread.join(timeout=60)
+    fresh, fresh_again = pointers["while_in_use"]
+    assert fresh != shared.data_ptr() and fresh_again != fresh  # fresh tensors: nothing shared, not even in-thread
+    assert pointers["after"] == (shared.data_ptr(), shared.data_ptr())
 
 
 @pytest.mark.parametrize("output_tile", [2, 4])

@@ -17,8 +17,8 @@ zero-padded convolution of a model
   products: F(2x2, 3x3), 16 products with 16/36 of the multiplications, or, for calls with many
   output tiles (`WINOGRAD_F4_MIN_TILES`), F(4x4, 3x3), 36 products with 1/4 of them. The result is the same
   convolution up to float rounding (measured against a float64 convolution: F(2x2, 3x3) ~10x *smaller* error than
-  oneDNN's direct float32 convolution, F(4x4, 3x3) 1-2x its error). Its intermediate tensors live in per-thread
-  scratch buffers that are kept from call to call (`workspace.py`, [`release_scratch_memory`] frees them).
+  oneDNN's direct float32 convolution, F(4x4, 3x3) 1-2x its error). Its intermediate tensors live in scratch
+  buffers that are kept from call to call (`workspace.py`; [`release_scratch_memory`] frees them).
 
 Which algorithm pays depends on the CPU: NNPACK and Winograd ran 1.1-2.6x faster than oneDNN's direct convolution
 on an AVX2 CPU, while on an AVX-512 CPU the direct convolution is the fastest on 128 x 128 maps. By default
@@ -50,7 +50,7 @@ from torch import nn
 from .attention import _LinearAttentionBlock
 from .autograd_mode import records_for_autograd
 from .upsampling import subpixel_weight, upsample_conv3x3_subpixel, upsample_nearest_2x
-from .workspace import scratch_tensor
+from .workspace import scratch_space
 
 #: A 3x3 convolution may run as Winograd when the harmonic mean of its input and output channels is at least this
 #: (narrower layers are bound by the transforms, which eager PyTorch does not fuse, and stay direct). 128 since the
@@ -189,42 +189,43 @@ def winograd_conv3x3(
     tile = window - 2
     tiles_h, tiles_w = -(-height // tile), -(-width // tile)
     input_transform, output_transform = _winograd_tile_transforms(tile, hidden_states.dtype, hidden_states.device)
-    # NHWC, zero-padded by 1 (plus up to tile - 1 rows/columns to complete the last tiles); the intermediates live in
-    # scratch buffers (`workspace.py`): the padded input in its own, the others alternating between two
-    padded = scratch_tensor(2, (batch_size, tile * tiles_h + 2, tile * tiles_w + 2, in_channels), hidden_states)
-    for border in (padded[:, :1], padded[:, height + 1 :], padded[:, :, :1], padded[:, :, width + 1 :]):
-        border.zero_()
-    padded[:, 1 : height + 1, 1 : width + 1].copy_(hidden_states.permute(0, 2, 3, 1))
-    tile_strides = (padded.stride(0), tile * padded.stride(1), tile * padded.stride(2), *padded.stride()[1:])
     output = hidden_states.new_empty(batch_size, tiles_h, tile, tiles_w, tile, out_channels)
     if bias is not None:
         bias = bias if bias.dim() == 1 else bias[:, None, None, None, None, :]
     max_tiles = batch_size * tiles_h * tiles_w if max_tiles is None else max_tiles
     images_per_chunk = max(1, max_tiles // (tiles_h * tiles_w))
     rows_per_chunk = tiles_h if images_per_chunk > 1 else max(1, min(tiles_h, max_tiles // tiles_w))
-    for first_image in range(0, batch_size, images_per_chunk):
-        images = slice(first_image, first_image + images_per_chunk)
-        for first_row in range(0, tiles_h, rows_per_chunk):
-            rows = slice(first_row, first_row + rows_per_chunk)
-            source = padded[images, tile * first_row :]
-            num_images, num_rows = len(range(batch_size)[images]), len(range(tiles_h)[rows])
-            num_tiles = num_images * num_rows * tiles_w
-            tiles = scratch_tensor(0, (num_images, num_rows, tiles_w, window, window, in_channels), hidden_states)
-            tiles.copy_(source.as_strided(tiles.shape, tile_strides))
-            # B^T d B of every tile and channel, one small product per tile (a single product over all tiles with
-            # the 36 x 36 transform ran 2-6x slower in MKL); the kernel products read it transposed, without a copy
-            transformed = scratch_tensor(1, (num_tiles, window**2, in_channels), hidden_states)
-            torch.matmul(input_transform, tiles.view(num_tiles, window**2, in_channels), out=transformed)
-            products = scratch_tensor(0, (window**2, num_tiles, out_channels), hidden_states)
-            torch.bmm(transformed.transpose(0, 1), transformed_weight, out=products)
-            output_tiles = scratch_tensor(1, (tile**2, num_tiles * out_channels), hidden_states)
-            torch.mm(output_transform, products.view(window**2, -1), out=output_tiles)  # A^T m A
-            output_tiles = output_tiles.view(tile, tile, num_images, num_rows, tiles_w, out_channels)
-            output_tiles = output_tiles.permute(2, 3, 0, 4, 1, 5)
-            if bias is None:
-                output[images, rows].copy_(output_tiles)
-            else:
-                torch.add(output_tiles, bias if bias.dim() == 1 else bias[images], out=output[images, rows])
+    # the intermediates live in scratch buffers (`workspace.py`): the padded input in its own, the others alternating
+    # between two
+    with scratch_space() as scratch:
+        # NHWC, zero-padded by 1 (plus up to tile - 1 rows/columns to complete the last tiles)
+        padded = scratch(2, (batch_size, tile * tiles_h + 2, tile * tiles_w + 2, in_channels), hidden_states)
+        for border in (padded[:, :1], padded[:, height + 1 :], padded[:, :, :1], padded[:, :, width + 1 :]):
+            border.zero_()
+        padded[:, 1 : height + 1, 1 : width + 1].copy_(hidden_states.permute(0, 2, 3, 1))
+        tile_strides = (padded.stride(0), tile * padded.stride(1), tile * padded.stride(2), *padded.stride()[1:])
+        for first_image in range(0, batch_size, images_per_chunk):
+            images = slice(first_image, first_image + images_per_chunk)
+            for first_row in range(0, tiles_h, rows_per_chunk):
+                rows = slice(first_row, first_row + rows_per_chunk)
+                num_images, num_rows = len(range(batch_size)[images]), len(range(tiles_h)[rows])
+                num_tiles = num_images * num_rows * tiles_w
+                tiles = scratch(0, (num_images, num_rows, tiles_w, window, window, in_channels), hidden_states)
+                tiles.copy_(padded[images, tile * first_row :].as_strided(tiles.shape, tile_strides))
+                # B^T d B of every tile and channel, one small product per tile (a single product over all tiles
+                # with the 36 x 36 transform ran 2-6x slower in MKL); the kernel products read it transposed
+                transformed = scratch(1, (num_tiles, window**2, in_channels), hidden_states)
+                torch.matmul(input_transform, tiles.view(num_tiles, window**2, in_channels), out=transformed)
+                products = scratch(0, (window**2, num_tiles, out_channels), hidden_states)
+                torch.bmm(transformed.transpose(0, 1), transformed_weight, out=products)
+                output_tiles = scratch(1, (tile**2, num_tiles * out_channels), hidden_states)
+                torch.mm(output_transform, products.view(window**2, -1), out=output_tiles)  # A^T m A
+                output_tiles = output_tiles.view(tile, tile, num_images, num_rows, tiles_w, out_channels)
+                output_tiles = output_tiles.permute(2, 3, 0, 4, 1, 5)
+                if bias is None:
+                    output[images, rows].copy_(output_tiles)
+                else:
+                    torch.add(output_tiles, bias if bias.dim() == 1 else bias[images], out=output[images, rows])
     output = output.view(batch_size, tile * tiles_h, tile * tiles_w, out_channels)[:, :height, :width]
     return output.permute(0, 3, 1, 2)
 

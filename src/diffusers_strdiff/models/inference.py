@@ -53,10 +53,10 @@ from .upsampling import subpixel_weight, upsample_conv3x3_subpixel, upsample_nea
 from .workspace import scratch_space
 
 #: A 3x3 convolution may run as Winograd when the harmonic mean of its input and output channels is at least this
-#: (narrower layers are bound by the transforms, which eager PyTorch does not fuse, and stay direct). 128 since the
-#: intermediates stay in scratch buffers: the discriminator's and the U-Nets' 128-channel layers at 128 x 128 then
-#: measured faster as F(4x4, 3x3) than direct or NNPACK (2 threads, AVX-512; 256 before).
-WINOGRAD_MIN_CHANNELS = 128
+#: (narrower layers are bound by the transforms, which eager PyTorch does not fuse, and stay direct). 64 since the
+#: intermediates stay in scratch buffers: the discriminator's 128-channel and the U-Nets' 64- and 128-channel layers
+#: at 128 x 128 then measured faster as F(4x4, 3x3) than direct or NNPACK (2 threads, AVX-512; 256 before).
+WINOGRAD_MIN_CHANNELS = 64
 #: A Winograd call transforms at most this many bytes of input tiles at a time (16 values per 2x2 output tile, 36 per
 #: 4x4 tile, and input channel): a larger call runs in chunks of whole images, or of bands of tile rows when one image
 #: exceeds it. This bounds the scratch memory of the intermediates (`workspace.py`) and keeps them near the caches.

@@ -600,6 +600,17 @@ def test_autotune_times_only_the_algorithms_switched_on(switches, expected, ever
     assert {plan[:2] for plan in conv._candidate_plans(torch.randn(1, 6, 8, 8))} == expected
 
 
+@pytest.mark.parametrize("winograd_4x4", [True, False])
+def test_autotune_skips_f2_where_f4_has_enough_tiles(winograd_4x4, every_algorithm_allowed, monkeypatch) -> None:
+    """With at least `WINOGRAD_F4_MIN_TILES` 4x4 tiles only F(4x4, 3x3) is timed; below, both tile sizes are (and
+    F(2x2, 3x3) alone with `winograd_4x4=False`)."""
+    monkeypatch.setattr(inference, "WINOGRAD_F4_MIN_TILES", 9)
+    conv = inference.prepare_for_inference(torch.nn.Conv2d(6, 5, 3, padding=1).eval(), winograd_4x4=winograd_4x4)
+    for size, tile_sizes in ((12, {4} if winograd_4x4 else {2}), (8, {2, 4} if winograd_4x4 else {2})):  # 9, 4 tiles
+        candidates = conv._candidate_plans(torch.randn(1, 6, size, size))
+        assert {plan[1] for plan in candidates if plan[0] == "winograd"} == tile_sizes
+
+
 @torch.no_grad()
 @pytest.mark.parametrize(("fast_path_seconds", "keeps_direct"), [(0.95, True), (0.85, False)])
 def test_autotune_replaces_direct_only_beyond_its_margin(

@@ -355,12 +355,16 @@ class _InferenceConv2dMixin:
 
     def _candidate_plans(self, hidden_states: torch.Tensor) -> list[tuple[str, int, int]]:
         """Every algorithm that `prepare_for_inference(autotune=True)` times for `hidden_states`: direct, NNPACK where
-        allowed, and each Winograd tile size that a wide layer's transform budget admits (whatever its tile count)."""
+        allowed, and for a wide layer Winograd F(2x2, 3x3) and F(4x4, 3x3), but only F(4x4, 3x3) where a call has at
+        least `WINOGRAD_F4_MIN_TILES` tiles (it was the faster there in every measured shape, and timing fewer
+        candidates shortens the first call of a new size, which a one-shot CLI run pays in full)."""
         plans = [("direct", 0, 0)]
         if self._allows_nnpack(hidden_states):
             plans.append(("nnpack", 0, 0))
-        plans += [("winograd", output_tile, tiles) for output_tile, tiles in self._winograd_calls(hidden_states)]
-        return plans
+        calls = self._winograd_calls(hidden_states)
+        if any(output_tile == 4 and tiles >= WINOGRAD_F4_MIN_TILES for output_tile, tiles in calls):
+            calls = [(output_tile, tiles) for output_tile, tiles in calls if output_tile == 4]
+        return plans + [("winograd", output_tile, tiles) for output_tile, tiles in calls]
 
     def _plan(self, hidden_states: torch.Tensor, cache: list, bias: torch.Tensor | None) -> tuple[str, int, int]:
         """The algorithm of this call: the fixed thresholds' choice, or with `autotune` the candidate measured fastest

@@ -14,8 +14,8 @@ zero-padded convolution of a model
 * run as a Winograd convolution (Lavin & Gray, 2016) where that pays: wide layers (`WINOGRAD_MIN_CHANNELS`), a
   bounded number of tiles at a time (`WINOGRAD_MAX_TRANSFORM_BYTES`: whole images, or bands of one). The 3x3
   kernels are transformed once (in float64, on the first such call) and the convolution becomes a batch of matrix
-  products: F(2x2, 3x3), 16 products with 16/36 of the multiplications, or, for calls with many
-  output tiles (`WINOGRAD_F4_MIN_TILES`), F(4x4, 3x3), 36 products with 1/4 of them. The result is the same
+  products: F(2x2, 3x3), 16 products with 16/36 of the multiplications, or, for calls with many output tiles
+  (`WINOGRAD_F4_MIN_TILES`), F(4x4, 3x3), 36 products with 1/4 of them. The result is the same
   convolution up to float rounding (measured against a float64 convolution: F(2x2, 3x3) ~10x *smaller* error than
   oneDNN's direct float32 convolution, F(4x4, 3x3) 1-2x its error). Its intermediate tensors live in scratch
   buffers that are kept from call to call (`workspace.py`; [`release_scratch_memory`] frees them).

@@ -208,7 +208,8 @@ def winograd_conv3x3(
             images = slice(first_image, first_image + images_per_chunk)
             for first_row in range(0, tiles_h, rows_per_chunk):
                 rows = slice(first_row, first_row + rows_per_chunk)
-                num_images, num_rows = len(range(batch_size)[images]), len(range(tiles_h)[rows])
+                num_images = min(images_per_chunk, batch_size - first_image)
+                num_rows = min(rows_per_chunk, tiles_h - first_row)
                 num_tiles = num_images * num_rows * tiles_w
                 tiles = scratch(0, (num_images, num_rows, tiles_w, window, window, in_channels), hidden_states)
                 tiles.copy_(padded[images, tile * first_row :].as_strided(tiles.shape, tile_strides))

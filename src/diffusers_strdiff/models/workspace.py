@@ -13,6 +13,7 @@ never wait. The buffers are created outside inference mode, so they can be writt
 """
 
 import contextlib
+import math
 import threading
 from collections.abc import Callable, Iterator
 
@@ -26,9 +27,7 @@ _IN_USE = threading.Lock()
 
 
 def _shared_tensor(slot: int, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
-    numel = 1
-    for size in shape:
-        numel *= size
+    numel = math.prod(shape)
     key = (slot, like.dtype, like.device)
     buffer = _BUFFERS.get(key)
     if buffer is None or buffer.numel() < numel:

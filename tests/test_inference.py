@@ -398,9 +398,10 @@ def test_conv2d_with_image_bias_adds_one_bias_per_image(path: str, with_bias: bo
 # ------------------------------------------------------------------------------------------ chunked linear attention
 
 
-def test_chunked_attention_equals_the_plain_block(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_chunked_attention_equals_the_plain_block(memory_format, monkeypatch: pytest.MonkeyPatch) -> None:
     """Float64, two images, 9 x 13 pixels in chunks of 10 (the last one partial); the keys grow along the image, so
-    the running maximum of the online softmax is replaced in later chunks."""
+    the running maximum of the online softmax is replaced in later chunks. The output keeps the input's layout."""
     monkeypatch.setattr(attention, "ATTENTION_CHUNK_POSITIONS", 10)
     generator = torch.Generator().manual_seed(0)
     block = _LinearAttentionBlock(5, heads=2, head_dim=3).double().eval()
@@ -408,11 +409,13 @@ def test_chunked_attention_equals_the_plain_block(monkeypatch: pytest.MonkeyPatc
         parameter.data = torch.randn(parameter.shape, generator=generator, dtype=torch.float64)
     ramp = torch.linspace(0, 30, 9 * 13, dtype=torch.float64).reshape(1, 1, 9, 13)
     hidden_states = torch.randn(2, 5, 9, 13, generator=generator, dtype=torch.float64) * (1 + ramp)
+    hidden_states = hidden_states.contiguous(memory_format=memory_format)
     with torch.no_grad():
         expected = block(hidden_states)
         block.chunked_inference = True
         chunked = block(hidden_states)
     torch.testing.assert_close(chunked, expected, rtol=1e-12, atol=1e-12)
+    assert chunked.is_contiguous(memory_format=memory_format)
     assert chunked.abs().max() > 1  # the comparison is not between two near-zero tensors
 
 

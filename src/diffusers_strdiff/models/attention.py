@@ -40,6 +40,15 @@ def _normalize_columns(columns: torch.Tensor, weight: torch.Tensor) -> torch.Ten
     return centred.mul_(torch.rsqrt(variance.add_(_layer_norm_eps(columns.dtype)))).mul_(weight)
 
 
+def _pixel_columns(hidden_states: torch.Tensor) -> torch.Tensor:
+    """`(B, C, H, W)` -> `(B, C, H * W)`: a view of an NCHW or channels-last map (columns of one pixel's channels,
+    adjacent in memory for channels-last), a contiguous copy of any other layout."""
+    batch_size, num_channels = hidden_states.shape[:2]
+    if hidden_states.is_contiguous(memory_format=torch.channels_last) and not hidden_states.is_contiguous():
+        return hidden_states.permute(0, 2, 3, 1).reshape(batch_size, -1, num_channels).transpose(1, 2)
+    return hidden_states.reshape(batch_size, num_channels, -1)
+
+
 class _LinearAttentionBlock(nn.Module):
     r"""
     Pre-normalized residual linear attention (Shen et al., 2021): `x + norm_out(to_out(attention(norm(x))))`.
@@ -94,7 +103,8 @@ class _LinearAttentionBlock(nn.Module):
             hidden_states (`torch.Tensor` of shape `(B, C, H, W)`): The block's input.
 
         Returns:
-            `torch.Tensor` of shape `(B, C, H, W)`.
+            `torch.Tensor` of shape `(B, C, H, W)`, in the memory format of `hidden_states` (NCHW or channels-last:
+            the prepared convolutions around the block then copy neither layout into the other).
         """
         batch_size, num_channels, height, width = hidden_states.shape
         num_positions = height * width
@@ -103,7 +113,7 @@ class _LinearAttentionBlock(nn.Module):
         qkv_weight = self.to_qkv.weight.reshape(3 * hidden_channels, num_channels)
         query_weight, key_value_weight = qkv_weight[:hidden_channels], qkv_weight[hidden_channels:]
         out_weight = self.to_out.weight.reshape(num_channels, hidden_channels)
-        out_bias = self.to_out.bias.reshape(num_channels, 1)
+        out_bias = self.to_out.bias
         norm_weight = self.norm.weight.reshape(num_channels, 1)
         norm_out_weight = self.norm_out.weight.reshape(num_channels, 1)
         chunks = [
@@ -111,9 +121,12 @@ class _LinearAttentionBlock(nn.Module):
             for start in range(0, num_positions, ATTENTION_CHUNK_POSITIONS)
         ]
 
-        output = hidden_states.new_empty(hidden_states.shape)
-        images = hidden_states.reshape(batch_size, num_channels, num_positions)
-        for image, image_output in zip(images, output.view(batch_size, num_channels, -1), strict=True):
+        output = torch.empty_like(hidden_states)
+        images = _pixel_columns(hidden_states)
+        output_images = _pixel_columns(output)
+        # the output projection writes pixels in the layout of the output: rows of channels for channels-last
+        pixel_rows = output_images.stride(1) == 1
+        for image, image_output in zip(images, output_images, strict=True):
             normalized = torch.empty_like(image)
             context = image.new_zeros(self.heads, head_dim, head_dim)  # sum_n exp(k_n - max) v_n^T, per head
             key_sum = image.new_zeros(self.heads, head_dim, 1)  # sum_n exp(k_n - max)
@@ -137,6 +150,9 @@ class _LinearAttentionBlock(nn.Module):
                 query = query.sub_(query.amax(dim=-2, keepdim=True)).exp_()
                 query = query.div_(query.sum(dim=-2, keepdim=True))
                 attended = torch.bmm(context_t, query).view(hidden_channels, -1)
-                projected = torch.addmm(out_bias, out_weight, attended)
+                if pixel_rows:
+                    projected = torch.addmm(out_bias, attended.t(), out_weight.t()).t()
+                else:
+                    projected = torch.addmm(out_bias[:, None], out_weight, attended)
                 image_output[:, chunk] = _normalize_columns(projected, norm_out_weight).add_(image[:, chunk])
         return output

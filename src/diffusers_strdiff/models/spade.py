@@ -45,7 +45,11 @@ class _SpatiallyAdaptiveNorm(nn.Module):
         normalized = (hidden_states - mean) / torch.sqrt(variance + POSITION_NORM_EPS)
 
         guidance = F.interpolate(guidance, size=hidden_states.shape[-2:], mode="nearest")
+        # gamma and beta in the memory format of the features (NCHW or channels-last): the products below then read
+        # all three alike
+        channels_last = hidden_states.is_contiguous(memory_format=torch.channels_last)
         shared = F.relu(self.shared_conv(guidance))
+        shared = shared.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
         return normalized * (1 + self.gamma_conv(shared)) + self.beta_conv(shared)
 
 

@@ -219,6 +219,17 @@ def test_spade_block_uses_stored_spectral_norm_vectors():
     assert output.shape == (2, 6, 9, 11)
 
 
+def test_spade_block_gives_the_same_output_in_either_memory_layout():
+    """Its normalisations compute gamma and beta in the layout of the features; the result does not depend on it."""
+    block = SPADEResidualBlock(num_channels=6, guidance_channels=1, hidden_channels=5).eval()
+    hidden_states, guidance = torch.randn(2, 6, 9, 11), torch.rand(2, 1, 4, 5)
+    with torch.no_grad():
+        expected = block(hidden_states, guidance)
+        channels_last = block(hidden_states.contiguous(memory_format=torch.channels_last), guidance)
+    torch.testing.assert_close(channels_last, expected, rtol=1e-6, atol=1e-6)
+    assert channels_last.is_contiguous(memory_format=torch.channels_last)
+
+
 @pytest.mark.parametrize(
     "model_class, config, expected",
     [

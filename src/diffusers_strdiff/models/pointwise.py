@@ -2,8 +2,9 @@
 """
 1x1 convolutions as one matrix product (`model.prepare_for_inference()`).
 
-oneDNN runs a 1x1 convolution of an NCHW map 1.1-2x slower than the matrix product it is (2 threads, AVX-512: 192 ->
-128 channels on 128 x 128 maps 3.5 ms against 2.7 ms, on 4 of them 44 ms against 21 ms; 0.8-3 GFLOP layers). A
+oneDNN ran a 1x1 convolution of an NCHW map 1.05-2.1x slower than the matrix product it is (2 threads, AVX-512, the
+released U-Nets' 0.3-3 GFLOP layers: 192 -> 128 channels on a 128 x 128 map 3.5 ms against 2.7 ms, on 4 of them 44 ms
+against 21 ms). A
 prepared 1x1 convolution multiplies its `(out, in)` weight into the map as it is laid out: `weight @ x` per image for
 an NCHW map (NCHW result), `x @ weight^T` over all pixels for a channels-last one (channels-last result).
 """

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from diffusers_strdiff import StrDiffusionUNet2DModel
-from diffusers_strdiff.models import layout
+from diffusers_strdiff.models import layout, pointwise
 from diffusers_strdiff.models.layout import copy_to_channels_last
 from diffusers_strdiff.models.pointwise import _InferencePointwiseConv2dMixin, is_pointwise_shape, pointwise_conv2d
 
@@ -58,16 +58,15 @@ def _small_unet() -> StrDiffusionUNet2DModel:
 @pytest.mark.parametrize("pointwise_matmul", [True, False])
 def test_prepared_model_runs_its_1x1_convolutions_as_products(pointwise_matmul: bool, monkeypatch) -> None:
     products = []
-    monkeypatch.setattr(
-        "diffusers_strdiff.models.pointwise.pointwise_conv2d",
-        lambda *args: products.append(args[0].shape) or F.conv2d(*args),
+    monkeypatch.setattr(  # records each call and runs the real product
+        pointwise, "pointwise_conv2d", lambda *args: products.append(args[0].shape) or pointwise_conv2d(*args)
     )
     model = _small_unet().prepare_for_inference(pointwise_matmul=pointwise_matmul)
-    pointwise = [m for m in model.modules() if isinstance(m, _InferencePointwiseConv2dMixin)]
-    assert len(pointwise) == sum(
+    prepared = [m for m in model.modules() if isinstance(m, _InferencePointwiseConv2dMixin)]
+    assert len(prepared) == sum(
         isinstance(m, torch.nn.Conv2d) and m.kernel_size == (1, 1) for m in _small_unet().modules()
     )
-    assert pointwise
+    assert prepared
     sample = torch.randn(1, 3, 16, 16)
     with torch.no_grad():
         model(sample, 10, condition=torch.zeros_like(sample))
